@@ -1,6 +1,43 @@
-"""chiral_jax: chirality-equivariant layers for human-pose networks (JAX / Flax NNX)."""
+"""chiral_jax: chirality-equivariant layers for human-pose networks (JAX / Flax NNX).
 
+The chirality transform ``T`` mirrors a pose: it negates the reflected
+coordinate(s) and swaps every left joint with its right partner. Every layer
+here satisfies ``f(T_in x) = T_out f(x)`` exactly, by construction: it stores
+only its free weight blocks and assembles the tied kernel in a pure function.
+"""
+
+from flax.nnx import Dropout
+
+from chiral_jax._conv import ChiralConv1d
 from chiral_jax._layout import ChiralLayout, layout_from_pairs
+from chiral_jax._linear import ChiralInvariant, ChiralLinear
+from chiral_jax._norm import ChiralBatchNorm
+from chiral_jax._recurrent import ChiralGRUCell, ChiralLSTMCell, ChiralRNN
+from chiral_jax._variables import ChiralParam
+from chiral_jax.activations import ODD_ACTIVATIONS, ChiralActivation, hardtanh, odd_activation
+from chiral_jax.generators import ChiralGenerator, ChiralParams
 from chiral_jax.skeletons import SKELETONS, Skeleton
+from chiral_jax.testing import assert_equivariant
 
-__all__ = ["ChiralLayout", "Skeleton", "SKELETONS", "layout_from_pairs"]
+__all__ = [
+    "ChiralActivation",
+    "ChiralBatchNorm",
+    "ChiralConv1d",
+    "ChiralGRUCell",
+    "ChiralGenerator",
+    "ChiralInvariant",
+    "ChiralLSTMCell",
+    "ChiralLayout",
+    "ChiralLinear",
+    "ChiralParam",
+    "ChiralParams",
+    "ChiralRNN",
+    "Dropout",
+    "ODD_ACTIVATIONS",
+    "SKELETONS",
+    "Skeleton",
+    "assert_equivariant",
+    "hardtanh",
+    "layout_from_pairs",
+    "odd_activation",
+]

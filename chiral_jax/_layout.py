@@ -240,14 +240,14 @@ class ChiralLayout:
                     f"{self.size} (or trailing axes [J, D] = [{self.num_joints}, {self.dims}])"
                     f", got shape {x.shape}"
                 )
-            signs = jnp.asarray(self.signs, dtype=x.dtype)
+            signs = jnp.asarray(self.signs, dtype=x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
             return jnp.take(x, self.permutation, axis=-1) * signs
         if x.ndim < 2 or x.shape[-2:] != (self.num_joints, self.dims):
             raise ValueError(
                 f"layout expects trailing axes [J, D] = [{self.num_joints}, {self.dims}], "
                 f"got shape {x.shape}"
             )
-        signs = jnp.asarray(self.dim_signs, dtype=x.dtype)
+        signs = jnp.asarray(self.dim_signs, dtype=x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
         return jnp.take(x, self.joint_permutation, axis=-2) * signs
 
     def check_features(self, x, what: str = "input") -> None:
