@@ -12,9 +12,12 @@ from chiral_jax._tied import TiedKernel, add_bias, default_bias_init, default_ke
 from chiral_jax.generators import Mode
 
 Padding = str | int | tuple[int, int]
+_PADDING_ERROR = "padding must be VALID, SAME, CAUSAL, an int or (lo, hi); got {!r}"
 
 
-def resolve_padding(padding: Padding, kernel_size: int, dilation: int) -> str | list[tuple[int, int]]:
+def resolve_padding(
+    padding: Padding, kernel_size: int, dilation: int
+) -> str | list[tuple[int, int]]:
     """Map ``"VALID" | "SAME" | "CAUSAL" | int | (lo, hi)`` to ``lax`` padding."""
     if isinstance(padding, str):
         name = padding.upper()
@@ -22,12 +25,12 @@ def resolve_padding(padding: Padding, kernel_size: int, dilation: int) -> str | 
             return [((kernel_size - 1) * dilation, 0)]
         if name in ("VALID", "SAME"):
             return name
-        raise ValueError(f"padding must be VALID, SAME, CAUSAL, an int or (lo, hi); got {padding!r}")
+        raise ValueError(_PADDING_ERROR.format(padding))
     if isinstance(padding, int):
         return [(padding, padding)]
     if len(padding) == 2 and all(isinstance(p, int) for p in padding):
         return [tuple(padding)]
-    raise ValueError(f"padding must be VALID, SAME, CAUSAL, an int or (lo, hi); got {padding!r}")
+    raise ValueError(_PADDING_ERROR.format(padding))
 
 
 class ChiralConv1d(TiedKernel):

@@ -11,6 +11,9 @@ from chiral_jax._layout import ChiralLayout
 from chiral_jax._variables import ChiralParam
 from chiral_jax.generators import ChiralGenerator
 
+_ONES = nnx.initializers.ones_init()
+_ZEROS = nnx.initializers.zeros_init()
+
 
 def _bcast(v: jax.Array, ndim: int) -> jax.Array:
     return jnp.reshape(v, (1,) * (ndim - 1) + (-1,))
@@ -52,8 +55,8 @@ class ChiralBatchNorm(nnx.Module):
         axis_name: str | None = None,
         dtype=None,
         param_dtype=jnp.float32,
-        scale_init=nnx.initializers.ones_init(),
-        bias_init=nnx.initializers.zeros_init(),
+        scale_init=_ONES,
+        bias_init=_ZEROS,
         rngs: nnx.Rngs,
     ):
         self.layout = layout
@@ -72,26 +75,13 @@ class ChiralBatchNorm(nnx.Module):
         self._offset_gen = ChiralGenerator(layout, layout)
         self._scale_gen = ChiralGenerator(layout.unsigned(), layout.unsigned())
         key = rngs.params()
-        self.scale_blocks = (
-            nnx.Dict(
-                {
-                    k: ChiralParam(v)
-                    for k, v in self._scale_gen.select_bias(scale_init(key, (n,), param_dtype)).items()
-                }
-            )
-            if use_scale
-            else None
-        )
-        self.bias_blocks = (
-            nnx.Dict(
-                {
-                    k: ChiralParam(v)
-                    for k, v in self._offset_gen.select_bias(bias_init(key, (n,), param_dtype)).items()
-                }
-            )
-            if use_bias
-            else None
-        )
+
+        def free(gen: ChiralGenerator, init) -> nnx.Dict:
+            blocks = gen.select_bias(init(key, (n,), param_dtype))
+            return nnx.Dict({k: ChiralParam(v) for k, v in blocks.items()})
+
+        self.scale_blocks = free(self._scale_gen, scale_init) if use_scale else None
+        self.bias_blocks = free(self._offset_gen, bias_init) if use_bias else None
 
     def scale(self) -> jax.Array | None:
         if self.scale_blocks is None:

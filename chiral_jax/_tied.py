@@ -50,11 +50,16 @@ class TiedKernel(nnx.Module):
 
     def free_params(self) -> ChiralParams:
         kernel = {k: v[...] for k, v in self.kernel_blocks.items()}
-        bias = None if self.bias_blocks is None else {k: v[...] for k, v in self.bias_blocks.items()}
+        bias = None
+        if self.bias_blocks is not None:
+            bias = {k: v[...] for k, v in self.bias_blocks.items()}
         return ChiralParams(kernel, bias)
 
     def dense_kernel(self) -> tuple[jax.Array, jax.Array | None]:
-        """The exported plain ``(kernel, bias)``: kernel ``(*lead, n_in, n_out)``, bias ``(n_out,)``."""
+        """The exported plain ``(kernel, bias)``.
+
+        Shapes: kernel ``(*lead, n_in, n_out)``, bias ``(n_out,)`` (None without bias).
+        """
         return self.generator.assemble(self.free_params())
 
     def load_dense(self, kernel: jax.Array, bias: jax.Array | None = None) -> None:

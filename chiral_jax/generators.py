@@ -204,7 +204,9 @@ class ChiralGenerator:
             return jnp.concatenate(per_joint, axis=-2) if len(per_joint) > 1 else per_joint[0]
 
         # Sign of each (out dim, in dim) entry pair, broadcast over (*lead, Jo, Do, Ji, Di).
-        signs = _canonical_signs(lo, dtype)[:, None, None] * _canonical_signs(li, dtype)[None, None, :]
+        signs = (
+            _canonical_signs(lo, dtype)[:, None, None] * _canonical_signs(li, dtype)[None, None, :]
+        )
         signs = signs.reshape((1,) * (len(lead) + 1) + signs.shape)
         n_left_in = len(li.left)
 
