@@ -1,0 +1,389 @@
+"""Lifting files: VideoPose3D's pickled layout, our pickle-free format, preprocessing."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from chiral_jax.skeletons import H36M_17, HUMANEVA_15, MPII_16, Skeleton
+from tasks.common.camera import make_cameras, normalize_screen_coordinates
+from tasks.lifting import formats as fmt
+
+H36M_METADATA = {
+    "layout_name": "h36m",
+    "num_joints": 17,
+    "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]],
+}
+# Frames of mocap per (subject, action); "S11/Directions" is the corrupt one.
+FRAMES = {"S1": {"Walking": 10, "Walking 1": 7}, "S11": {"Directions": 5, "Sitting": 6}}
+
+
+def _official_h36m(tmp_path, *, extra_2d_frames=3, metadata=H36M_METADATA):
+    """Write a tiny data_3d_h36m.npz / data_2d_h36m_cpn.npz pair; return paths and arrays."""
+    rng = np.random.default_rng(0)
+    poses, detections = {}, {}
+    for subject, actions in FRAMES.items():
+        poses[subject], detections[subject] = {}, {}
+        for action, frames in actions.items():
+            poses[subject][action] = rng.normal(size=(frames, 32, 3)).astype(np.float32)
+            # Camera 1 has more detections than mocap frames: they must be cut.
+            detections[subject][action] = [
+                rng.uniform(0, 1000, size=(frames + extra_2d_frames * (k == 1), 17, 2)).astype(
+                    np.float32
+                )
+                for k in range(4)
+            ]
+    path_3d, path_2d = tmp_path / "data_3d_h36m.npz", tmp_path / "data_2d_h36m_cpn.npz"
+    np.savez_compressed(path_3d, positions_3d=poses)
+    np.savez_compressed(path_2d, positions_2d=detections, metadata=metadata)
+    return path_3d, path_2d, poses, detections
+
+
+def _cameras():
+    return {"S1": make_cameras(seed=1), "S11": make_cameras(seed=11)}
+
+
+# -- VideoPose3D files -------------------------------------------------------------------
+
+
+def test_official_3d_reduces_h36m_to_17_joints_and_drops_corrupt_sequence(tmp_path):
+    path_3d, _, poses, _ = _official_h36m(tmp_path)
+    loaded = fmt.load_videopose3d_3d(path_3d, trust_pickle=True)
+    assert loaded.skeleton == H36M_17
+    assert {s: list(a) for s, a in loaded.positions.items()} == {
+        "S1": ["Walking", "Walking 1"],
+        "S11": ["Sitting"],
+    }
+    kept = list(fmt.H36M_KEPT_JOINTS)
+    walking = poses["S1"]["Walking"][:, kept]
+    np.testing.assert_array_equal(loaded.positions["S1"]["Walking"], walking)
+    assert loaded.positions["S11"]["Sitting"].shape == (6, 17, 3)
+
+
+def test_official_2d_loads_per_camera_arrays(tmp_path):
+    _, path_2d, _, detections = _official_h36m(tmp_path)
+    loaded = fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
+    assert loaded.skeleton == H36M_17
+    views = loaded.positions["S1"]["Walking 1"]
+    assert len(views) == 4
+    np.testing.assert_array_equal(views[1], detections["S1"]["Walking 1"][1])
+    assert "Directions" not in loaded.positions["S11"]
+
+
+def test_pickled_files_are_refused_without_trust(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path)
+    out = tmp_path / "ours.npz"
+    for call in (
+        lambda: fmt.load_videopose3d_3d(path_3d, trust_pickle=False),
+        lambda: fmt.load_videopose3d_2d(path_2d, trust_pickle=False),
+        lambda: fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=False),
+    ):
+        with pytest.raises(fmt.UntrustedPickleError, match="trust_pickle=True") as info:
+            call()
+        assert "runs any code" in str(info.value) and "convert_videopose3d" in str(info.value)
+    assert not out.exists()
+
+
+def test_mpii_symmetry_is_compared_as_sets(tmp_path):
+    # VideoPose3D's MPII lists: the right side runs ankle-to-hip, the left hip-to-ankle.
+    metadata = {
+        "layout_name": "mpii",
+        "num_joints": 16,
+        "keypoints_symmetry": [[3, 4, 5, 13, 14, 15], [0, 1, 2, 10, 11, 12]],
+    }
+    path = tmp_path / "data_2d_h36m_sh.npz"
+    views = [np.zeros((4, 16, 2), np.float32)]
+    np.savez_compressed(path, positions_2d={"S1": {"Walking": views}}, metadata=metadata)
+    assert fmt.load_videopose3d_2d(path, trust_pickle=True).skeleton == MPII_16
+
+    metadata["keypoints_symmetry"] = [[3, 4, 5, 13, 14, 6], [0, 1, 2, 10, 11, 12]]
+    np.savez_compressed(path, positions_2d={"S1": {"Walking": views}}, metadata=metadata)
+    with pytest.raises(fmt.LiftingFormatError, match="keypoints_symmetry .* does not match"):
+        fmt.load_videopose3d_2d(path, trust_pickle=True)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({**H36M_METADATA, "num_joints": 16}, "metadata says 16 joints"),
+        ({**H36M_METADATA, "layout_name": "blob"}, "unknown keypoint layout 'blob'"),
+        ({"layout_name": "h36m"}, "missing keys"),
+        ({**H36M_METADATA, "keypoints_symmetry": [1, 2]}, "must be \\[left_joints"),
+    ],
+)
+def test_bad_2d_metadata_raises(tmp_path, metadata, message):
+    _, path_2d, _, _ = _official_h36m(tmp_path, metadata=metadata)
+    with pytest.raises(fmt.LiftingFormatError, match=message) as info:
+        fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
+    assert str(path_2d) in str(info.value)
+
+
+def test_malformed_official_arrays_raise_naming_the_sequence(tmp_path):
+    path = tmp_path / "data_3d_h36m.npz"
+    bad = np.zeros((5, 32, 3), np.float32)
+    bad[2, 4, 1] = np.nan
+    np.savez_compressed(path, positions_3d={"S9": {"Eating": bad}})
+    with pytest.raises(fmt.LiftingFormatError, match="'S9', action 'Eating': holds NaN"):
+        fmt.load_videopose3d_3d(path, trust_pickle=True)
+
+    np.savez_compressed(path, positions_3d={"S9": {"Eating": np.zeros((5, 32, 2))}})
+    with pytest.raises(fmt.LiftingFormatError, match=r"expected shape \(T>0, J, 3\)"):
+        fmt.load_videopose3d_3d(path, trust_pickle=True)
+
+    np.savez_compressed(path, positions_3d={"S9": {"Eating": np.zeros((5, 20, 3))}})
+    with pytest.raises(fmt.LiftingFormatError, match="20-joint poses"):
+        fmt.load_videopose3d_3d(path, trust_pickle=True)
+
+    np.savez_compressed(path, poses=np.zeros(3))
+    with pytest.raises(fmt.LiftingFormatError, match=r"missing keys \['positions_3d'\]"):
+        fmt.load_videopose3d_3d(path, trust_pickle=True)
+
+    views = [np.zeros((5, 17, 2), np.float32), None]
+    np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
+    with pytest.raises(fmt.LiftingFormatError, match="'Eating', camera 1: no detections"):
+        fmt.load_videopose3d_2d(path, trust_pickle=True)
+
+
+# -- conversion and our format -----------------------------------------------------------
+
+
+def test_convert_trims_detections_and_round_trips(tmp_path):
+    path_3d, path_2d, poses, detections = _official_h36m(tmp_path)
+    out = tmp_path / "h36m_cpn.lifting"  # any name: no ".npz" is appended
+    cameras = _cameras()
+    written = fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=cameras)
+    loaded = fmt.load_npz(out)
+
+    assert loaded.name == "h36m" and loaded.fps == 50.0 and loaded.skeleton == H36M_17
+    assert list(loaded.subjects) == ["S1", "S11"]
+    assert list(loaded.subjects["S11"].recordings) == ["Sitting"]
+    kept = list(fmt.H36M_KEPT_JOINTS)
+    for dataset in (written, loaded):
+        rec = dataset.subjects["S1"].recordings["Walking"]
+        np.testing.assert_array_equal(rec.positions_3d, poses["S1"]["Walking"][:, kept])
+        assert [v.shape for v in rec.positions_2d] == [(10, 17, 2)] * 4
+        # Camera 1 had 13 detections for 10 mocap frames: the first 10 are kept.
+        np.testing.assert_array_equal(rec.positions_2d[1], detections["S1"]["Walking"][1][:10])
+    for got, want in zip(loaded.subjects["S11"].cameras, cameras["S11"], strict=True):
+        assert got.id == want.id and (got.res_w, got.res_h) == (want.res_w, want.res_h)
+        np.testing.assert_array_equal(got.orientation, want.orientation)
+        np.testing.assert_array_equal(got.radial, want.radial)
+
+
+def test_round_trip_custom_skeleton_slashed_names_no_cameras(tmp_path):
+    skeleton = Skeleton("tripod", ("base", "left_leg", "right_leg"), (-1, 0, 0), (1,), (2,))
+    rng = np.random.default_rng(3)
+    recordings = {
+        "Walk 1 chunk0": fmt.Recording(rng.normal(size=(4, 3, 3)), (rng.normal(size=(4, 3, 2)),)),
+        "Box 1 chunk2": fmt.Recording(rng.normal(size=(2, 3, 3)), (rng.normal(size=(2, 3, 2)),)),
+    }
+    dataset = fmt.LiftingDataset("mine", 25.0, skeleton, {"Train/S1": fmt.SubjectData(recordings)})
+    path = tmp_path / "mine.npz"
+    fmt.save_npz(dataset, path)
+    loaded = fmt.load_npz(path)
+    assert loaded.skeleton == skeleton and loaded.fps == 25.0 and loaded.name == "mine"
+    got = loaded.subjects["Train/S1"]
+    assert got.cameras is None and list(got.recordings) == list(recordings)
+    for action, rec in recordings.items():
+        assert got.recordings[action].positions_3d.dtype == np.float32
+        np.testing.assert_array_equal(got.recordings[action].positions_3d, rec.positions_3d)
+        np.testing.assert_array_equal(got.recordings[action].positions_2d[0], rec.positions_2d[0])
+    with pytest.raises(ValueError, match="no camera parameters"):
+        fmt.to_camera_frames(loaded)
+
+
+def test_convert_humaneva_skips_unlabeled_detections(tmp_path):
+    poses = {"Validate/S2": {"Jog 1 chunk0": np.ones((6, 15, 3), np.float32)}}
+    views = [np.zeros((6, 15, 2), np.float32)] * 3
+    detections = {"Validate/S2": {"Jog 1 chunk0": views}, "Unlabeled/S4": {"Jog 1": views}}
+    metadata = {
+        "layout_name": "humaneva15",
+        "num_joints": 15,
+        "keypoints_symmetry": [[2, 3, 4, 8, 9, 10], [5, 6, 7, 11, 12, 13]],
+    }
+    path_3d, path_2d = tmp_path / "data_3d_humaneva15.npz", tmp_path / "data_2d_gt.npz"
+    np.savez_compressed(path_3d, positions_3d=poses)
+    np.savez_compressed(path_2d, positions_2d=detections, metadata=metadata)
+    dataset = fmt.convert_videopose3d(path_3d, path_2d, tmp_path / "he.npz", trust_pickle=True)
+    assert dataset.skeleton == HUMANEVA_15 and dataset.fps == 60.0
+    assert list(dataset.subjects) == ["Validate/S2"]
+    assert dataset.subjects["Validate/S2"].num_cameras == 3
+
+
+def test_detections_shorter_than_mocap_raise(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path, extra_2d_frames=-2)
+    with pytest.raises(fmt.LiftingFormatError, match="'Walking', camera 1: 8 frames of 2D"):
+        fmt.convert_videopose3d(path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True)
+
+
+def test_mismatched_layouts_and_missing_cameras_raise(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path)
+    poses = fmt.load_videopose3d_3d(path_3d, trust_pickle=True)
+    detections = fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
+    mpii = fmt.VideoPose3DDetections(MPII_16, detections.positions)
+    with pytest.raises(ValueError, match="2D detections have 16 joints .* 3D poses 17"):
+        fmt.from_videopose3d(poses, mpii)
+    with pytest.raises(ValueError, match=r"no cameras given for subjects \['S11'\]"):
+        fmt.from_videopose3d(poses, detections, cameras={"S1": make_cameras()})
+    del detections.positions["S1"]["Walking 1"]
+    with pytest.raises(ValueError, match="no 2D detections for subject 'S1', action 'Walking 1'"):
+        fmt.from_videopose3d(poses, detections)
+
+
+def test_dataset_checks_name_the_culprit():
+    rng = np.random.default_rng(4)
+    good = fmt.Recording(rng.normal(size=(5, 17, 3)), (rng.normal(size=(5, 17, 2)),) * 2)
+    short_view = fmt.Recording(good.positions_3d, (good.positions_2d[0], np.zeros((4, 17, 2))))
+    with pytest.raises(ValueError, match="'S1', action 'Eating', camera 1: 4 frames of 2D"):
+        fmt.LiftingDataset("h36m", 50.0, H36M_17, {"S1": fmt.SubjectData({"Eating": short_view})})
+    one_view = fmt.Recording(good.positions_3d, good.positions_2d[:1])
+    subject = fmt.SubjectData({"Eating": good, "Posing": one_view})
+    with pytest.raises(ValueError, match="action 'Posing': 1 cameras, but .* have 2"):
+        fmt.LiftingDataset("h36m", 50.0, H36M_17, {"S1": subject})
+    with pytest.raises(ValueError, match="4 cameras for 2 2D views"):
+        fmt.LiftingDataset(
+            "h36m", 50.0, H36M_17, {"S1": fmt.SubjectData({"Eating": good}, make_cameras())}
+        )
+
+
+def test_ambiguous_names_refused_on_save(tmp_path):
+    rec = fmt.Recording(np.zeros((2, 17, 3)), (np.zeros((2, 17, 2)),))
+    subjects = {"A/B": fmt.SubjectData({"C": rec}), "A": fmt.SubjectData({"B/C": rec})}
+    dataset = fmt.LiftingDataset("h36m", 50.0, H36M_17, subjects)
+    with pytest.raises(ValueError, match="ambiguous"):
+        fmt.save_npz(dataset, tmp_path / "x.npz")
+
+
+# -- corrupt and malformed files of our format -------------------------------------------
+
+
+@pytest.fixture
+def ours(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path)
+    out = tmp_path / "ours.npz"
+    fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=_cameras())
+    with np.load(out) as npz:
+        arrays = dict(npz)
+    return out, arrays
+
+
+def _edit_meta(arrays, edit):
+    meta = json.loads(arrays["meta_json"].item())
+    edit(meta)
+    return {**arrays, "meta_json": np.array(json.dumps(meta))}
+
+
+def _nan_3d(arrays):
+    x = arrays["S1/Walking/positions_3d"].copy()
+    x[3, 2, 0] = np.inf
+    return {**arrays, "S1/Walking/positions_3d": x}
+
+
+def _set(meta, keys, value):
+    for key in keys[:-1]:
+        meta = meta[key]
+    meta[keys[-1]] = value
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda a: {k: v for k, v in a.items() if k != "meta_json"}, r"missing keys \['meta_json'"),
+        (lambda a: {**a, "meta_json": np.array("{not json")}, "not valid JSON"),
+        (
+            lambda a: {k: v for k, v in a.items() if k != "S11/Sitting/2/positions_2d"},
+            r"missing keys \['S11/Sitting/2/positions_2d'\]",
+        ),
+        (
+            lambda a: {**a, "S1/Walking/positions_3d": np.zeros((10, 16, 3), np.float32)},
+            r"'Walking', positions_3d: expected shape \(T>0, 17, 3\), got \(10, 16, 3\)",
+        ),
+        (
+            lambda a: {**a, "S1/Walking/0/positions_2d": np.zeros((10, 16, 2), np.float32)},
+            "'Walking', camera 0, positions_2d: expected shape",
+        ),
+        (_nan_3d, r"'Walking', positions_3d: 1 NaN/inf values \(first in frame 3\)"),
+        (
+            lambda a: {**a, "S1/Walking/positions_3d": np.full((10, 17, 3), "x")},
+            "'Walking', positions_3d: expected numbers",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton", "parents", 3], 3)),
+            "bad skeleton metadata .*joint 3 has invalid parent 3",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton", "left"], [4, 5])),
+            "bad skeleton metadata",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["subjects", "S1", "actions", "Walking"], 9)),
+            "metadata says 9 frames",
+        ),
+        (lambda a: _edit_meta(a, lambda m: _set(m, ["version"], 7)), "version 7"),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["subjects", "S1", "camera_ids", 0], "x")),
+            "camera 0: id '54138969', metadata says 'x'",
+        ),
+        (
+            lambda a: {k: v for k, v in a.items() if k != "S1/cameras/2/radial"},
+            "camera 2: .*lacks keys \\['radial'\\]",
+        ),
+        (lambda a: {**a, "S1/Extra/positions_3d": np.zeros(3)}, "arrays not described"),
+        (lambda a: {**a, "S1/Walking/positions_3d": np.array({"a": 1})}, "unreadable array"),
+    ],
+)
+def test_malformed_files_raise(ours, mutate, message):
+    path, arrays = ours
+    with open(path, "wb") as f:
+        np.savez(f, **mutate(arrays))
+    with pytest.raises(fmt.LiftingFormatError, match=message) as info:
+        fmt.load_npz(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_truncated_and_corrupt_archives_raise(ours, tmp_path):
+    path, _ = ours
+    with pytest.raises(FileNotFoundError, match="nope.npz: no such file"):
+        fmt.load_npz(tmp_path / "nope.npz")
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(fmt.LiftingFormatError, match="truncated.npz: not an .npz archive"):
+        fmt.load_npz(truncated)
+    # Flip bytes inside the first compressed member: its CRC or deflate stream breaks.
+    corrupt = bytearray(data)
+    corrupt[100:140] = bytes(b ^ 0xFF for b in corrupt[100:140])
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(bytes(corrupt))
+    with pytest.raises(fmt.LiftingFormatError, match="broken.npz: corrupt .npz archive"):
+        fmt.load_npz(broken)
+
+
+# -- preprocessing -----------------------------------------------------------------------
+
+
+def test_to_camera_frames_matches_rotation_matrices(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path)
+    cameras = _cameras()
+    dataset = fmt.convert_videopose3d(
+        path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True, cameras=cameras
+    )
+    views = fmt.to_camera_frames(dataset)
+    rec = dataset.subjects["S11"].recordings["Sitting"]
+    for k, camera in enumerate(cameras["S11"]):
+        view = views["S11"]["Sitting"][k]
+        assert view.camera is camera
+        # Camera frame = R^T (X - t), R the camera-to-world rotation of the quaternion.
+        rotation = Rotation.from_quat(camera.orientation, scalar_first=True).as_matrix()
+        expected = (rec.positions_3d - camera.translation) @ rotation
+        expected = expected - expected[:, :1]
+        np.testing.assert_allclose(view.positions_3d, expected, atol=1e-5)
+        np.testing.assert_array_equal(view.positions_3d[:, 0], 0.0)
+        np.testing.assert_allclose(
+            view.positions_2d,
+            normalize_screen_coordinates(rec.positions_2d[k], camera.res_w, camera.res_h),
+            rtol=1e-6,
+        )
+        assert view.positions_3d.dtype == view.positions_2d.dtype == np.float32
+        assert np.abs(view.positions_2d[..., 0]).max() <= 1.0
