@@ -1,0 +1,501 @@
+"""A generic, exactly resumable training loop for Flax NNX models.
+
+The model is split once into ``graphdef`` (static structure and settings) and two
+state pytrees: the trainable ``nnx.Param`` leaves and the rest (BatchNorm
+statistics, dropout RNG keys and counts). One jitted pure step
+
+    (params, rest, opt_state, batch) -> (params, rest, opt_state, metrics)
+
+merges them into a model in training mode, differentiates ``loss_fn(model, batch)``
+with respect to the params only, applies the optax update, and returns the state
+the forward pass left behind (new running statistics, advanced RNG counts).
+
+Checkpoints hold the three pytrees plus the step, epoch, data position, history and
+the partial sums of the running epoch, so a run interrupted anywhere and resumed
+with ``resume=True`` continues bit for bit as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from tasks.common.checkpoint import Checkpointer, CheckpointError
+from tasks.common.data import Batcher
+
+LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run.
+
+    Args:
+      epochs: passes over the training set.
+      batch_size: samples per step (the global batch).
+      seed: seed for model initialisation and data order (used by the tasks).
+      optimizer: ``"adam"`` or ``"sgd"``.
+      lr: initial learning rate.
+      lr_decay: per-epoch exponential factor: epoch ``e`` uses ``lr * lr_decay**e``
+        (VideoPose3D uses 0.95).
+      lr_steps: epochs at which the rate is multiplied by ``lr_step_factor`` (a step
+        schedule, e.g. ST-GCN's ``(20, 30, 40, 50)``); excludes ``lr_decay``.
+      lr_step_factor: the factor applied at each of ``lr_steps``.
+      amsgrad: Adam's AMSGrad variant.
+      b1, b2, eps: Adam's moment decays and epsilon.
+      momentum, nesterov: SGD momentum (PyTorch semantics) and Nesterov's variant.
+      weight_decay: L2 penalty added to the gradients (PyTorch's ``weight_decay``).
+      clip_norm: clip gradients to this global norm before the update.
+      checkpoint_dir: where checkpoints go; ``None`` disables them.
+      checkpoint_every: also checkpoint every this many steps (always at epoch end).
+      keep: checkpoints kept on disk.
+      progress: show a progress bar (only on a terminal).
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_steps: tuple[int, ...] = ()
+    lr_step_factor: float = 0.1
+    amsgrad: bool = False
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    keep: int = 3
+    progress: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in ("adam", "sgd"):
+            problems.append(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            problems.append(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
+        if self.lr_steps and self.lr_decay != 1.0:
+            problems.append("use either lr_decay or lr_steps, not both")
+        if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(e < 1 for e in self.lr_steps):
+            problems.append(f"lr_steps must be increasing epochs >= 1, got {self.lr_steps}")
+        if self.optimizer == "adam" and (self.momentum or self.nesterov):
+            problems.append("momentum and nesterov apply to sgd, not adam")
+        if self.optimizer == "sgd" and self.amsgrad:
+            problems.append("amsgrad applies to adam, not sgd")
+        if self.nesterov and not self.momentum > 0:
+            problems.append("nesterov needs momentum > 0")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            problems.append(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            problems.append(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.keep < 1:
+            problems.append(f"keep must be >= 1, got {self.keep}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """The learning rate as a function of the global step (constant within an epoch)."""
+    if config.lr_steps:
+        boundaries = {e * steps_per_epoch: config.lr_step_factor for e in config.lr_steps}
+        return optax.piecewise_constant_schedule(config.lr, boundaries)
+    if config.lr_decay == 1.0:
+        return optax.constant_schedule(config.lr)
+    return optax.exponential_decay(
+        config.lr, transition_steps=steps_per_epoch, decay_rate=config.lr_decay, staircase=True
+    )
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Gradient clipping, then L2 weight decay, then Adam/AMSGrad/SGD on the schedule."""
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    lr = learning_rate(config, steps_per_epoch)
+    if config.optimizer == "adam":
+        adam = optax.amsgrad if config.amsgrad else optax.adam
+        update = adam(lr, b1=config.b1, b2=config.b2, eps=config.eps)
+    else:
+        update = optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov)
+    parts = []
+    if config.clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(config.clip_norm))
+    if config.weight_decay:
+        parts.append(optax.add_decayed_weights(config.weight_decay))
+    return optax.chain(*parts, update)
+
+
+def _optimizer_settings(config: TrainConfig) -> TrainConfig:
+    """``config`` with the fields that do not change the update reset to fixed values.
+
+    Runs that differ only in length, seed or checkpointing then share compiled steps.
+    """
+    return dataclasses.replace(
+        config,
+        epochs=1,
+        batch_size=1,
+        seed=0,
+        checkpoint_dir=None,
+        checkpoint_every=None,
+        keep=1,
+        progress=False,
+    )
+
+
+_TRACES = [0]  # how many times _train_step was traced, for Trainer.trace_count
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _train_step(graphdef, loss_fn, settings, steps_per_epoch, params, rest, opt_state, batch):
+    """One optimizer step on the model ``merge(graphdef, params, rest)`` in training mode."""
+    _TRACES[0] += 1
+    model = nnx.merge(graphdef, params, rest)
+    grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param), has_aux=True)
+    (loss, metrics), grads = grad_fn(model, batch)
+    tx = make_optimizer(settings, steps_per_epoch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, nnx.split(model, nnx.Param, ...)[2], opt_state, {**metrics, "loss": loss}
+
+
+def with_mode(model: nnx.Module, *, train: bool) -> nnx.Module:
+    """A copy of ``model`` (sharing its arrays) in training or evaluation mode."""
+    copy = nnx.merge(*nnx.split(model))
+    if train:
+        copy.train()
+    else:
+        copy.eval()
+    return copy
+
+
+def _batch_size(batch) -> int:
+    leaves = jax.tree.leaves(batch)
+    if not leaves or np.ndim(leaves[0]) == 0:
+        raise ValueError("a batch must hold at least one array with a leading batch axis")
+    return int(np.shape(leaves[0])[0])
+
+
+class _EpochMetrics:
+    """Batch-size-weighted sums of the step metrics of the running epoch.
+
+    Each step's metrics are read back one step late, so the host prepares the next
+    batch while the device computes; ``flush`` reads the pending step and checks
+    its loss is finite.
+    """
+
+    def __init__(self, sums: Mapping[str, float] | None = None, weight: float = 0.0):
+        self.sums = dict(sums or {})
+        self.weight = weight
+        self.last: dict[str, float] = {}
+        self._pending = None
+
+    def push(self, metrics, size: int, where: str) -> None:
+        self.flush()
+        self._pending = (metrics, size, where)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        metrics, size, where = self._pending
+        self._pending = None
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not math.isfinite(values["loss"]):
+            raise FloatingPointError(f"the training loss is {values['loss']} at {where}")
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * size
+        self.weight += size
+        self.last = values
+
+    def means(self) -> dict[str, float]:
+        return {k: s / self.weight for k, s in self.sums.items()}
+
+
+class Trainer:
+    """Trains an NNX model with a jitted pure step, checkpoints, and resumes exactly.
+
+    Args:
+      model: the model (left untouched; the trainer works on a copy in training mode).
+      loss_fn: ``loss_fn(model, batch) -> (loss, metrics)``: a scalar loss and a dict
+        of scalar metrics, traced inside the step. Batches are pytrees of numeric
+        arrays; every distinct batch shape (a short last batch) compiles once more.
+      config: the run's settings.
+      steps_per_epoch: batches per epoch (``len(train_batcher)``), for the schedule.
+      resume: restore the latest checkpoint of ``config.checkpoint_dir``; a missing or
+        unreadable checkpoint raises :class:`CheckpointError`. Without ``resume`` a
+        folder that already holds checkpoints is refused rather than overwritten.
+      epoch_hook: ``epoch_hook(model, epoch)`` called at the start of every epoch
+        (also on resuming mid-epoch, so it must depend on ``epoch`` only) on the
+        training-mode model; it may change settings such as BatchNorm momentum.
+        Changing a static attribute recompiles the step.
+
+    Attributes:
+      step, epoch: global steps taken and epochs completed.
+      history: one dict per completed epoch: ``epoch`` (completed count), ``step``,
+        ``lr``, ``time`` (seconds), the mean ``loss`` and metrics, and any ``eval_fn``
+        results.
+      trace_count: how many times this trainer's steps were traced (compiled). Traces
+        are shared: a trainer with the same model structure, ``loss_fn``, optimizer
+        settings and batch shapes as an earlier one (another seed, a resumed run)
+        reuses its compiled step.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        loss_fn: LossFn,
+        config: TrainConfig,
+        steps_per_epoch: int,
+        *,
+        resume: bool = False,
+        epoch_hook: Callable[[nnx.Module, int], None] | None = None,
+    ):
+        self.config = config
+        self.loss_fn = loss_fn
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epoch_hook = epoch_hook
+        self._schedule = learning_rate(config, self.steps_per_epoch)
+        self._graphdef, self._params, self._rest = nnx.split(
+            with_mode(model, train=True), nnx.Param, ...
+        )
+        self._opt_state = make_optimizer(config, self.steps_per_epoch).init(self._params)
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.trace_count = 0
+        self._metrics = _EpochMetrics()
+        self._position: dict[str, int] | None = None
+        self._step_key = (loss_fn, _optimizer_settings(config), self.steps_per_epoch)
+
+        self._checkpointer = None
+        if config.checkpoint_dir is not None:
+            if resume and not os.path.isdir(config.checkpoint_dir):
+                raise CheckpointError(
+                    f"cannot resume: checkpoint folder {config.checkpoint_dir} does not exist"
+                )
+            self._checkpointer = Checkpointer(config.checkpoint_dir, keep=config.keep)
+            if resume:
+                self._restore()
+            elif self._checkpointer.latest_step() is not None:
+                raise CheckpointError(
+                    f"{config.checkpoint_dir} already holds checkpoints "
+                    f"(steps {self._checkpointer.all_steps()}); resume from them or choose "
+                    "another folder"
+                )
+        elif resume:
+            raise CheckpointError("cannot resume without a checkpoint_dir")
+
+    # -- state access -------------------------------------------------------------------
+
+    def model(self) -> nnx.Module:
+        """The current model, in evaluation mode."""
+        return with_mode(nnx.merge(self._graphdef, self._params, self._rest), train=False)
+
+    @property
+    def params(self) -> nnx.State:
+        return self._params
+
+    @property
+    def opt_state(self) -> optax.OptState:
+        return self._opt_state
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"params": self._params, "rest": self._rest, "opt_state": self._opt_state}
+
+    def _save(self) -> None:
+        if self._checkpointer is None:
+            return
+        meta = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self._position,
+            "history": self.history,
+            "epoch_sums": self._metrics.sums,
+            "epoch_weight": self._metrics.weight,
+            "config": dataclasses.asdict(self.config),
+        }
+        self._checkpointer.save(self.step, self._arrays(), meta)
+
+    def _restore(self) -> None:
+        arrays, meta = self._checkpointer.restore(self._arrays())
+        try:
+            saved = _optimizer_settings(TrainConfig(**meta["config"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"the checkpoint in {self.config.checkpoint_dir} has no readable config: {err}"
+            ) from err
+        ours = _optimizer_settings(self.config)
+        if saved != ours:
+            changed = {
+                f.name: (getattr(saved, f.name), getattr(ours, f.name))
+                for f in dataclasses.fields(TrainConfig)
+                if getattr(saved, f.name) != getattr(ours, f.name)
+            }
+            raise CheckpointError(
+                "cannot resume with other optimizer settings: "
+                + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            )
+        self._params, self._rest = arrays["params"], arrays["rest"]
+        self._opt_state = arrays["opt_state"]
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        self.history = list(meta["history"])
+        self._position = meta["position"]
+        self._metrics = _EpochMetrics(meta["epoch_sums"], meta["epoch_weight"])
+
+    def _start_epoch(self) -> None:
+        if self.epoch_hook is None:
+            return
+        model = nnx.merge(self._graphdef, self._params, self._rest)
+        self.epoch_hook(model, self.epoch)
+        self._graphdef, self._params, self._rest = nnx.split(model, nnx.Param, ...)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def fit(
+        self,
+        batcher: Batcher,
+        eval_fn: Callable[[nnx.Module, int], Mapping[str, float]] | None = None,
+        *,
+        max_steps: int | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``config.epochs`` epochs are done (or ``max_steps`` global steps).
+
+        Args:
+          batcher: the training batches; ``len(batcher)`` must equal ``steps_per_epoch``.
+          eval_fn: ``eval_fn(model, epoch) -> metrics`` run after each epoch on the
+            evaluation-mode model; its results join that epoch's history entry.
+          max_steps: stop once this many global steps are taken (a partial epoch
+            leaves no history entry; a later ``fit`` or a resume continues it).
+
+        Returns:
+          the history, one entry per completed epoch.
+        """
+        if len(batcher) != self.steps_per_epoch:
+            raise ValueError(
+                f"the batcher has {len(batcher)} batches per epoch but the trainer was "
+                f"built for steps_per_epoch={self.steps_per_epoch}"
+            )
+        batcher.restore(self._position or {"epoch": self.epoch, "batch": 0})
+        show = self.config.progress and sys.stderr.isatty()
+        while self.epoch < self.config.epochs:
+            if max_steps is not None and self.step >= max_steps:
+                break
+            self._start_epoch()
+            started = time.perf_counter()
+            bar = tqdm(
+                total=len(batcher),
+                initial=batcher.batch,
+                desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                disable=not show,
+                leave=False,
+            )
+            with bar:
+                for batch in batcher:
+                    traced = _TRACES[0]
+                    self._params, self._rest, self._opt_state, metrics = _train_step(
+                        self._graphdef,
+                        *self._step_key,
+                        self._params,
+                        self._rest,
+                        self._opt_state,
+                        batch,
+                    )
+                    self.trace_count += _TRACES[0] - traced
+                    self.step += 1
+                    where = (
+                        f"step {self.step} (epoch {self.epoch + 1}, "
+                        f"batch {batcher.batch}/{len(batcher)})"
+                    )
+                    self._metrics.push(metrics, _batch_size(batch), where)
+                    self._position = batcher.state()
+                    bar.update()
+                    if self._metrics.last:
+                        bar.set_postfix(loss=f"{self._metrics.last['loss']:.4g}", refresh=False)
+                    if batcher.batch == len(batcher):
+                        break  # the epoch's end is handled below
+                    every = self.config.checkpoint_every
+                    if every is not None and self.step % every == 0:
+                        self._metrics.flush()
+                        self._save()
+                    if max_steps is not None and self.step >= max_steps:
+                        self._metrics.flush()
+                        return self.history
+            self._finish_epoch(batcher, eval_fn, time.perf_counter() - started)
+        return self.history
+
+    def _finish_epoch(self, batcher: Batcher, eval_fn, seconds: float) -> None:
+        self._metrics.flush()
+        entry = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": float(self._schedule(self.step - 1)),
+            **self._metrics.means(),
+        }
+        if eval_fn is not None:
+            results = dict(eval_fn(self.model(), self.epoch))
+            clash = sorted(set(results) & set(entry))
+            if clash:
+                raise ValueError(f"eval_fn results {clash} clash with the training metrics")
+            entry.update({k: float(v) for k, v in results.items()})
+        entry["time"] = seconds
+        self.history.append(entry)
+        self.epoch += 1
+        self._metrics = _EpochMetrics()
+        batcher.restore({"epoch": self.epoch, "batch": 0})
+        self._position = batcher.state()
+        self._save()
+
+    def close(self) -> None:
+        """Release the checkpoint writer."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
+
+_predict_step = jax.jit(
+    lambda graphdef, fn, state, batch: fn(nnx.merge(graphdef, state), batch),
+    static_argnums=(0, 1),
+)
+
+
+def predict(model: nnx.Module, batches: Iterable[Any], fn: Callable[[nnx.Module, Any], Any]):
+    """Run ``fn(model, batch)`` jitted in evaluation mode over ``batches``; concatenate.
+
+    Args:
+      model: the model (not modified).
+      batches: an iterable of batches (pytrees of numeric arrays), e.g. a non-shuffled
+        Batcher.
+      fn: ``fn(model, batch) -> array or pytree of arrays`` with a leading batch axis;
+        pass the same function object on every call to reuse its compiled form.
+
+    Returns:
+      ``fn``'s outputs concatenated over batches along axis 0, as numpy.
+    """
+    graphdef, state = nnx.split(with_mode(model, train=False))
+    outputs = [_predict_step(graphdef, fn, state, batch) for batch in batches]
+    if not outputs:
+        raise ValueError("predict got no batches")
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(outputs))
