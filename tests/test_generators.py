@@ -156,6 +156,7 @@ def test_bad_blocks_are_named():
 
 def test_params_are_a_pytree():
     gen = ChiralGenerator(TOY, TOY)
-    params = gen.init(jax.random.key(0), jax.nn.initializers.lecun_normal(), jax.nn.initializers.zeros)
+    init = jax.nn.initializers
+    params = gen.init(jax.random.key(0), init.lecun_normal(), init.zeros)
     assert isinstance(params, ChiralParams)
     assert len(jax.tree.leaves(params)) == len(gen.block_names) + 2

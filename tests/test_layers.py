@@ -209,10 +209,11 @@ def test_stack_conv_bn_tanh_conv(mode):
     for train in (True, False):
         model.train() if train else model.eval()
         graphdef, state = nnx.split(model)
-        _check_all(
-            lambda x: nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))(x), li, lo, x,
-            RTOL32 * 10,
-        )
+
+        def fn(x, graphdef=graphdef, state=state):
+            return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))(x)
+
+        _check_all(fn, li, lo, x, RTOL32 * 10)
 
 
 @pytest.mark.parametrize("mode", MODES)

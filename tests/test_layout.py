@@ -5,7 +5,7 @@ import pytest
 from _layouts import random_layout
 
 from chiral_jax import ChiralLayout, layout_from_pairs
-from chiral_jax.skeletons import SKELETONS, H36M_17, MPII_16
+from chiral_jax.skeletons import H36M_17, MPII_16, SKELETONS
 
 
 @pytest.mark.parametrize("seed", range(10))
