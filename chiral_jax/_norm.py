@@ -112,8 +112,8 @@ class ChiralBatchNorm(nnx.Module):
             mean, var = self.mean[...], self.var[...]
         else:
             mean, var = self._mirror_stats(x.astype(jnp.float32))
-            self.mean.value = self.momentum * self.mean[...] + (1 - self.momentum) * mean
-            self.var.value = self.momentum * self.var[...] + (1 - self.momentum) * var
+            self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
+            self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
         x, mean, var, scale, offset = dtypes.promote_dtype(
             (x, mean, var, self.scale(), self.offset()), dtype=self.dtype
         )
@@ -140,12 +140,12 @@ class ChiralBatchNorm(nnx.Module):
             param_dtype=self.param_dtype,
             rngs=rngs or nnx.Rngs(0),
         )
-        plain.mean.value = self.mean[...]
-        plain.var.value = self.var[...]
+        plain.mean[...] = self.mean[...]
+        plain.var[...] = self.var[...]
         if self.use_scale:
-            plain.scale.value = self.scale()
+            plain.scale[...] = self.scale()
         if self.use_bias:
-            plain.bias.value = self.offset()
+            plain.bias[...] = self.offset()
         return plain
 
 

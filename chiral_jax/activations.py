@@ -47,8 +47,9 @@ def odd_activation(fn: str | Callable[[jax.Array], jax.Array]) -> Callable[[jax.
         return ODD_ACTIVATIONS[fn]
     if not callable(fn):
         raise TypeError(f"activation must be a name or a callable, got {fn!r}")
-    x = jnp.asarray(_PROBE, jnp.float32)
-    plus, minus = np.asarray(fn(x)), np.asarray(fn(-x))
+    with jax.ensure_compile_time_eval():  # also when a model is built under jit / eval_shape
+        x = jnp.asarray(_PROBE, jnp.float32)
+        plus, minus = np.asarray(fn(x)), np.asarray(fn(-x))
     bad = ~np.isclose(minus, -plus, rtol=1e-5, atol=1e-6)
     if bad.any():
         at = float(_PROBE[np.argmax(bad)])

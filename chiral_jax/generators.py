@@ -354,17 +354,24 @@ class ChiralGenerator:
         draws a full kernel whose free entries are kept; rows with structural zeros
         are rescaled by :meth:`row_fan_in_scale`, so variance-scaling initialisers
         give unit-variance outputs for unit-variance inputs, as in the plain layer.
+
+        The draw and the selection run as one compiled program (a layer is built
+        with one compilation rather than dozens of eager operations).
         """
-        k_kernel, k_bias = jax.random.split(key)
-        blocks = self.select_kernel(kernel_init(k_kernel, self.kernel_shape, dtype))
-        scale = self.row_fan_in_scale()
-        blocks = {
-            name: (b * scale[name.split(",")[0]]).astype(dtype) for name, b in blocks.items()
-        }
-        bias = None
-        if bias_init is not None:
-            bias = self.select_bias(bias_init(k_bias, (self.layout_out.size,), dtype))
-        return ChiralParams(blocks, bias)
+
+        def draw(key):
+            k_kernel, k_bias = jax.random.split(key)
+            blocks = self.select_kernel(kernel_init(k_kernel, self.kernel_shape, dtype))
+            scale = self.row_fan_in_scale()
+            blocks = {
+                name: (b * scale[name.split(",")[0]]).astype(dtype) for name, b in blocks.items()
+            }
+            bias = None
+            if bias_init is not None:
+                bias = self.select_bias(bias_init(k_bias, (self.layout_out.size,), dtype))
+            return ChiralParams(blocks, bias)
+
+        return jax.jit(draw)(key)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -144,8 +144,8 @@ def test_batch_norm_statistics_are_those_of_batch_and_mirror():
     x = _inputs(layout, (32,)) * 2.0 + 0.5
     bn(x)
     union = jnp.concatenate([x, layout.transform(x)])
-    np.testing.assert_allclose(bn.mean.value, union.mean(0), atol=1e-5)
-    np.testing.assert_allclose(bn.var.value, union.var(0), rtol=1e-4)
+    np.testing.assert_allclose(bn.mean[...], union.mean(0), atol=1e-5)
+    np.testing.assert_allclose(bn.var[...], union.var(0), rtol=1e-4)
 
 
 def test_batch_norm_is_pure_under_jit_with_split_state():
@@ -160,7 +160,7 @@ def test_batch_norm_is_pure_under_jit_with_split_state():
         return nnx.state(model), y
 
     new_state, _ = step(state, _inputs(layout, (8,)) + 3.0)
-    assert not np.allclose(new_state["mean"].value, 0.0)
+    assert not np.allclose(new_state["mean"][...], 0.0)
 
 
 @pytest.mark.parametrize("name", ["tanh", "softsign", "hardtanh"])
@@ -261,9 +261,9 @@ def test_export_equals_tied_layers(mode):
 def test_load_dense_chiralizes_a_plain_layer():
     li, lo = H36M_17.layout(2), H36M_17.layout(3)
     plain = nnx.Linear(li.size, lo.size, rngs=nnx.Rngs(0))
-    plain.bias.value = jax.random.normal(jax.random.key(1), (lo.size,))
+    plain.bias[...] = jax.random.normal(jax.random.key(1), (lo.size,))
     tied = ChiralLinear(li, lo, rngs=nnx.Rngs(1))
-    tied.load_dense(plain.kernel.value, plain.bias.value)
+    tied.load_dense(plain.kernel[...], plain.bias[...])
     x = _inputs(li, (5,))
     assert_equivariant(tied, li, lo, x)
     # The projection equals the average of the plain layer and its mirror conjugate.

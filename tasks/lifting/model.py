@@ -1,0 +1,390 @@
+"""VideoPose3D's temporal convolutional lifting network, plain or chiral, in one code path.
+
+The network maps a window of 2D poses to 3D poses:
+
+    x [*batch, frames, J_in, 2]  ->  y [*batch, frames - receptive_field + 1, J_out, 3]
+
+Expand conv (kernel ``w0``, no bias) -> BN -> act -> dropout; then per block ``i >= 1``:
+conv (kernel ``w_i``, dilation ``prod(w[:i])``, no bias) -> BN -> act -> dropout -> 1x1
+conv (no bias) -> BN -> act -> dropout, plus the block input cropped to the frames the
+conv kept; a final 1x1 conv with bias gives ``J_out * 3`` channels. Every convolution is
+"valid", so the receptive field is ``prod(filter_widths)``.
+
+With ``chiral=True`` every conv is a :class:`chiral_jax.ChiralConv1d`, every BN a
+:class:`chiral_jax.ChiralBatchNorm` and the activation must be odd; the model is then
+exactly chirality equivariant, ``f(T_in x) = T_out f(x)``, with about half the
+parameters. Dropout stays plain in both (the paper's choice).
+
+Training can use the *strided* path (VideoPose3D's ``TemporalModelOptimized1f``): on the
+same weights, each conv strides by its width instead of dilating, and a window of exactly
+``receptive_field`` frames yields one output frame at a fraction of the cost. Evaluate
+on whole sequences with the default dilated path.
+
+Every conv module is built undilated with stride 1; the two paths only rearrange time
+around the module's own call: the dilated path splits the sequence into ``dilation``
+interleaved phases (a conv with dilation ``d`` is an undilated conv on each phase), the
+strided path cuts it into windows of the kernel width (one output each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout, Skeleton
+from chiral_jax.activations import ODD_ACTIVATIONS, odd_activation
+from chiral_jax.generators import MODES, Mode
+
+Activation = str | Callable[[jax.Array], jax.Array]
+
+_PLAIN_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    **ODD_ACTIVATIONS,
+}
+
+
+def _plain_activation(fn: Activation) -> Callable[[jax.Array], jax.Array]:
+    if callable(fn):
+        return fn
+    if fn not in _PLAIN_ACTIVATIONS:
+        raise ValueError(f"unknown activation {fn!r}; choose one of {sorted(_PLAIN_ACTIVATIONS)}")
+    return _PLAIN_ACTIVATIONS[fn]
+
+
+def _check_widths(filter_widths: Sequence[int]) -> tuple[int, ...]:
+    widths = tuple(filter_widths)
+    if not widths:
+        raise ValueError("filter_widths must hold at least one width (the expand conv)")
+    for w in widths:
+        if not isinstance(w, int) or w < 1 or w % 2 == 0:
+            raise ValueError(
+                f"filter widths must be odd positive integers (the residual is cropped to "
+                f"the centre of each kernel), got {widths}"
+            )
+    return widths
+
+
+def hidden_layout(skeleton: Skeleton, channels: int, negated_fraction: float) -> ChiralLayout:
+    """The chiral hidden layout: the skeleton's joint structure, ``channels // J`` dims each.
+
+    Joints are ordered ``[left, right, centre]`` with ``len(skeleton.left)`` pairs and
+    ``len(skeleton.centre)`` centre joints; ``round(dims * negated_fraction)`` dims are
+    negated (the paper: 1020 channels = 17 joints x 60 dims, 20 negated).
+    """
+    joints = skeleton.num_joints
+    if channels < joints or channels % joints:
+        raise ValueError(
+            f"channels={channels} must be a positive multiple of the {joints} joints of "
+            f"skeleton {skeleton.name!r}: the chiral hidden layout gives every joint "
+            f"channels // J dims (e.g. channels={joints * max(1, round(channels / joints))})"
+        )
+    return ChiralLayout.hidden(
+        pairs=len(skeleton.left),
+        centre=len(skeleton.centre),
+        dims=channels // joints,
+        negated=float(negated_fraction),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layers:
+    """Builds the convs and batch-norms of one model, plain or chiral.
+
+    ``conv(n_in, n_out, ...)`` and ``norm(n)`` take channel layouts when chiral and
+    channel counts when plain.
+    """
+
+    chiral: bool
+    mode: Mode
+    momentum: float
+    dtype: jnp.dtype | None
+    param_dtype: jnp.dtype
+    rngs: nnx.Rngs
+
+    def conv(self, n_in, n_out, width: int, *, use_bias: bool) -> nnx.Module:
+        kwargs = dict(
+            use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
+        )
+        if self.chiral:
+            return ChiralConv1d(n_in, n_out, width, padding="VALID", mode=self.mode, **kwargs)
+        return nnx.Conv(n_in, n_out, (width,), padding="VALID", **kwargs)
+
+    def norm(self, n) -> nnx.Module:
+        kwargs = dict(
+            momentum=self.momentum, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
+        )
+        if self.chiral:
+            return ChiralBatchNorm(n, **kwargs)
+        return nnx.BatchNorm(n, **kwargs)
+
+
+def _dilated_conv(conv: nnx.Module, x: jax.Array, width: int, dilation: int) -> jax.Array:
+    """An undilated valid ``conv`` applied with ``dilation``: ``[n, t, c] -> [n, t', c']``.
+
+    Output frame ``p + m * dilation`` only reads input frames ``p + k * dilation``, so
+    each phase ``p`` is an undilated conv on ``x[:, p::dilation]``.
+    """
+    if dilation == 1:
+        return conv(x)
+    n, t, c = x.shape
+    steps = -(-t // dilation)
+    # Zero frames appended at the end only reach outputs past the valid length (cropped).
+    x = jnp.pad(x, ((0, 0), (0, steps * dilation - t), (0, 0)))
+    phases = x.reshape(n, steps, dilation, c).swapaxes(1, 2)
+    y = conv(phases).swapaxes(1, 2)
+    return y.reshape(n, -1, y.shape[-1])[:, : t - (width - 1) * dilation]
+
+
+def _strided_conv(conv: nnx.Module, x: jax.Array, width: int) -> jax.Array:
+    """An undilated valid ``conv`` of kernel ``width`` with stride ``width``.
+
+    Shapes: ``[n, k * width, c] -> [n, k, c']`` (one output per window of ``width`` frames).
+    """
+    n, t, c = x.shape
+    y = conv(x.reshape(n, t // width, width, c))
+    return y.reshape(n, t // width, y.shape[-1])
+
+
+class _Block(nnx.Module):
+    """conv (width, dilation) -> BN -> act/drop -> 1x1 conv -> BN -> act/drop, + residual.
+
+    The residual is the input frame under the kernel's centre tap (causal: its last tap).
+    """
+
+    def __init__(self, hidden, width: int, dilation: int, causal: bool, layers: _Layers):
+        self.width = width
+        self.dilation = dilation
+        self.residual_tap = width - 1 if causal else width // 2
+        self.conv = layers.conv(hidden, hidden, width, use_bias=False)
+        self.bn = layers.norm(hidden)
+        self.conv1 = layers.conv(hidden, hidden, 1, use_bias=False)
+        self.bn1 = layers.norm(hidden)
+
+    def __call__(self, x: jax.Array, post: Callable, strided: bool) -> jax.Array:
+        if strided:
+            res = x.reshape(x.shape[0], -1, self.width, x.shape[-1])[:, :, self.residual_tap]
+            h = _strided_conv(self.conv, x, self.width)
+        else:
+            start = self.residual_tap * self.dilation
+            res = x[:, start : start + x.shape[1] - (self.width - 1) * self.dilation]
+            h = _dilated_conv(self.conv, x, self.width, self.dilation)
+        h = post(self.bn(h))
+        return res + post(self.bn1(self.conv1(h)))
+
+
+class TemporalModel(nnx.Module):
+    """VideoPose3D's temporal conv net; chirality equivariant when ``chiral=True``.
+
+    Shapes: ``x [*batch, frames, J_in, 2]`` (or flattened ``[*batch, frames, J_in*2]``,
+    joints in the skeleton's order) -> ``[*batch, frames - receptive_field + 1, J_out, 3]``;
+    with ``strided=True``, ``frames = k * receptive_field`` -> ``[*batch, k, J_out, 3]``.
+
+    Args:
+      skeleton_in, skeleton_out: the 2D input and 3D output skeletons; their layouts
+        are ``skeleton.layout(2)`` and ``skeleton.layout(3)`` (x negated by the mirror).
+      chiral: chiral layers (equivariant, ~half the parameters) or plain ``nnx`` layers.
+      filter_widths: odd kernel widths ``(w0, w1, ...)``: the expand conv, then one
+        residual block per further width. ``(3, 3, 3, 3, 3)`` sees 243 frames.
+      channels: hidden width. Chiral: a multiple of ``J_in`` (see :func:`hidden_layout`).
+      dropout: dropout rate after every activation (plain dropout in both variants).
+      causal: crop residuals at the last tap instead of the centre, so that the output
+        belongs to the window's last frame (pad inputs by :attr:`pad` + :attr:`causal_shift`
+        on the left, :attr:`pad` - :attr:`causal_shift` on the right).
+      mode: chiral parameterisation, ``"complete"`` or ``"paper"`` (unused when plain).
+      activation: a name or callable; default ``"tanh"`` for chiral (which must be odd)
+        and ``"relu"`` for plain, as in the paper.
+      negated_fraction: chiral only: the fraction of each hidden joint's dims negated.
+      bn_momentum: running-average decay, Flax convention (PyTorch's 0.1 is 0.9 here);
+        decay it per epoch with :func:`set_bn_momentum`.
+      dtype, param_dtype: computation and parameter dtypes of every layer.
+      rngs: ``nnx.Rngs`` with ``params`` (and ``dropout``, else ``default``) streams.
+
+    >>> from chiral_jax.skeletons import H36M_17
+    >>> model = TemporalModel(H36M_17, H36M_17, chiral=True, channels=68, rngs=nnx.Rngs(0))
+    >>> model.receptive_field, model(jnp.zeros((2, 30, 17, 2))).shape
+    (27, (2, 4, 17, 3))
+    """
+
+    def __init__(
+        self,
+        skeleton_in: Skeleton,
+        skeleton_out: Skeleton,
+        *,
+        chiral: bool,
+        filter_widths: Sequence[int] = (3, 3, 3),
+        channels: int = 1020,
+        dropout: float = 0.25,
+        causal: bool = False,
+        mode: Mode = "complete",
+        activation: Activation | None = None,
+        negated_fraction: float = 1 / 3,
+        bn_momentum: float = 0.9,
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        widths = _check_widths(filter_widths)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.chiral = chiral
+        self.filter_widths = widths
+        self.causal = causal
+        self.layout_in = skeleton_in.layout(2)
+        self.layout_out = skeleton_out.layout(3)
+        if chiral:
+            # The oddness probe runs on concrete values, also under jit or eval_shape.
+            with jax.ensure_compile_time_eval():
+                self.activation = odd_activation("tanh" if activation is None else activation)
+            hidden = hidden_layout(skeleton_in, channels, negated_fraction)
+            n_in, n_out = self.layout_in, self.layout_out
+        else:
+            self.activation = _plain_activation("relu" if activation is None else activation)
+            hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
+        layers = _Layers(chiral, mode, bn_momentum, dtype, param_dtype, rngs)
+        self.expand_conv = layers.conv(n_in, hidden, widths[0], use_bias=False)
+        self.expand_bn = layers.norm(hidden)
+        dilations = [math.prod(widths[:i]) for i in range(1, len(widths))]
+        self.blocks = nnx.List(
+            [
+                _Block(hidden, w, d, causal, layers)
+                for w, d in zip(widths[1:], dilations, strict=True)
+            ]
+        )
+        self.shrink = layers.conv(hidden, n_out, 1, use_bias=True)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    @property
+    def receptive_field(self) -> int:
+        """Input frames seen by one output frame: ``prod(filter_widths)``."""
+        return math.prod(self.filter_widths)
+
+    @property
+    def pad(self) -> int:
+        """Context frames on each side of an output frame: ``(receptive_field - 1) // 2``."""
+        return (self.receptive_field - 1) // 2
+
+    @property
+    def causal_shift(self) -> int:
+        """How far outputs move towards the window's end: :attr:`pad` if causal, else 0."""
+        return self.pad if self.causal else 0
+
+    @property
+    def num_params(self) -> int:
+        """The number of trainable scalars (all ``nnx.Param`` leaves)."""
+        return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
+
+    def _post(self, x: jax.Array) -> jax.Array:
+        return self.dropout(self.activation(x))
+
+    def _flatten_input(self, x: jax.Array) -> jax.Array:
+        joints = self.layout_in.num_joints
+        if x.ndim >= 3 and x.shape[-2:] == (joints, 2):
+            x = x.reshape(x.shape[:-2] + (2 * joints,))
+        if x.ndim < 2 or x.shape[-1] != 2 * joints:
+            raise ValueError(
+                f"TemporalModel expects 2D poses [*batch, frames, {joints}, 2] or "
+                f"[*batch, frames, {2 * joints}], got shape {x.shape}"
+            )
+        return x
+
+    def __call__(self, x: jax.Array, *, strided: bool = False) -> jax.Array:
+        """Lift ``x`` (see the class docstring for shapes); ``strided`` picks the training path."""
+        x = self._flatten_input(jnp.asarray(x))
+        batch, frames = x.shape[:-2], x.shape[-2]
+        field = self.receptive_field
+        if strided and frames % field:
+            raise ValueError(
+                f"the strided path needs windows of whole receptive fields: frames={frames} "
+                f"is not a multiple of receptive_field={field}"
+            )
+        if frames < field:
+            raise ValueError(f"frames={frames} is shorter than the receptive field {field}")
+        x = x.reshape((-1,) + x.shape[-2:])
+        w0 = self.filter_widths[0]
+        if strided:
+            h = _strided_conv(self.expand_conv, x, w0)
+        else:
+            h = self.expand_conv(x)
+        h = self._post(self.expand_bn(h))
+        for block in self.blocks:
+            h = block(h, self._post, strided)
+        y = self.shrink(h)
+        return y.reshape(batch + y.shape[1:2] + (self.layout_out.num_joints, 3))
+
+
+class SingleFrameModel(TemporalModel):
+    """The single-frame variant: :class:`TemporalModel` with every filter width 1.
+
+    ``blocks`` residual blocks after the expand layer (VideoPose3D's ``1,1,1`` is 2);
+    receptive field 1, so ``frames`` in gives ``frames`` out. Other arguments as
+    :class:`TemporalModel`.
+    """
+
+    def __init__(self, skeleton_in: Skeleton, skeleton_out: Skeleton, *, blocks: int = 2, **kw):
+        if blocks < 0:
+            raise ValueError(f"blocks must be >= 0, got {blocks}")
+        super().__init__(skeleton_in, skeleton_out, filter_widths=(1,) * (blocks + 1), **kw)
+
+
+def videopose3d_bn_momentum(
+    epoch: int, epochs: int, initial: float = 0.1, final: float = 0.001
+) -> float:
+    """VideoPose3D's BN momentum for ``epoch`` (0-based) of ``epochs``, Flax convention.
+
+    PyTorch's momentum decays geometrically from ``initial`` towards ``final``:
+    ``m = initial * exp(-epoch / epochs * ln(initial / final))``. PyTorch updates
+    ``ra = (1 - m) * ra + m * batch`` and Flax ``ra = momentum * ra + (1 - momentum) * batch``,
+    so this returns ``1 - m`` (0.9 at epoch 0).
+
+    >>> round(videopose3d_bn_momentum(0, 80), 6)
+    0.9
+    """
+    if epochs < 1 or not 0 <= epoch <= epochs:
+        raise ValueError(f"need 0 <= epoch <= epochs and epochs >= 1, got {epoch}, {epochs}")
+    if not 0 < final <= initial < 1:
+        raise ValueError(f"need 0 < final <= initial < 1, got initial={initial}, final={final}")
+    return 1.0 - initial * math.exp(-epoch / epochs * math.log(initial / final))
+
+
+def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
+    """Set the running-average ``momentum`` (Flax convention) of every batch-norm in ``model``.
+
+    Call once per epoch with :func:`videopose3d_bn_momentum`. Momentum is a static
+    attribute: a step jitted over ``nnx.split(model)`` retraces after each change.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"BN momentum must lie in [0, 1] (Flax convention), got {momentum}")
+    norms = [
+        m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm | ChiralBatchNorm)
+    ]
+    if not norms:
+        raise ValueError(f"{type(model).__name__} has no batch-norm layer to set momentum on")
+    for norm in norms:
+        norm.momentum = float(momentum)
+
+
+def flip_tta(
+    model: Callable[[jax.Array], jax.Array],
+    x_2d: jax.Array,
+    layout_in: ChiralLayout,
+    layout_out: ChiralLayout,
+) -> jax.Array:
+    """Test-time flip augmentation: ``(f(x) + T_out f(T_in x)) / 2`` (two passes).
+
+    Shapes: ``x_2d`` as ``model`` takes it; returns ``model``'s output, shaped
+    ``[..., J_out, 3]`` (or flattened) for ``layout_out``. The average is exactly
+    equivariant; for a chiral model (in evaluation mode) it equals the single pass.
+    Call with the model in evaluation mode (``model.eval()``).
+    """
+    y = model(x_2d)
+    y_mirror = model(layout_in.transform(x_2d))
+    return (y + layout_out.transform(y_mirror)) / 2
