@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from tasks.common.cli import maybe_initialize
+
 TASKS = {
     "lifting": ("tasks.lifting.cli", "2D-to-3D pose lifting (Human3.6M, HumanEva)"),
     "forecasting": ("tasks.forecasting.cli", "2D pose forecasting (Penn Action)"),
@@ -54,5 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(chosen) == 1 and isinstance(problem := load_task(chosen[0]), str):
         parser.error(problem)
     args = parser.parse_args(argv)
+    if getattr(args, "coordinator", None):
+        # Multi-host setup must precede every other JAX call (data loading included).
+        maybe_initialize(args)
     status = args.func(args)
     return 0 if status is None else int(status)

@@ -79,7 +79,9 @@ class Checkpointer:
     def save(self, step: int, tree, meta: dict[str, Any]) -> None:
         """Write ``tree`` (any pytree of arrays) and the JSON-serialisable ``meta`` at ``step``."""
         leaves = jax.tree.leaves(tree)
-        arrays = {f"{i:06d}": _storable(leaf) for i, leaf in enumerate(leaves)}
+        # Zero-size leaves (e.g. the empty free blocks of an invariance layer) hold no
+        # data and orbax refuses them: the record keeps their shape, restore rebuilds them.
+        arrays = {f"{i:06d}": _storable(leaf) for i, leaf in enumerate(leaves) if np.size(leaf)}
         record = {"meta": meta, "leaves": _describe(tree)}
         self._manager.save(
             step,
@@ -121,6 +123,7 @@ class Checkpointer:
         abstract = {
             f"{i:06d}": ocp.utils.to_shape_dtype_struct(_storable(leaf))
             for i, leaf in enumerate(leaves)
+            if np.size(leaf)
         }
         try:
             arrays = self._manager.restore(
@@ -132,6 +135,8 @@ class Checkpointer:
             jax.random.wrap_key_data(arrays[f"{i:06d}"], impl=jax.random.key_impl(leaf))
             if _is_key(leaf)
             else arrays[f"{i:06d}"]
+            if np.size(leaf)
+            else jax.numpy.zeros(np.shape(leaf), leaf.dtype)
             for i, leaf in enumerate(leaves)
         ]
         return jax.tree.unflatten(treedef, restored), meta

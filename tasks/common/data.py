@@ -70,6 +70,14 @@ class Batcher:
       transform: optional ``transform(rng, batch) -> batch`` applied to each batch
         (augmentation), with ``rng = default_rng((seed, epoch, batch_index, 1))``:
         a pure function of the position, so a resumed run draws the same numbers.
+        With ``process_count > 1`` it is applied to this process's share with
+        ``rng = default_rng((seed, epoch, batch_index, 1, process_index))``, so the
+        draws are reproducible for a given process count but differ from a
+        single-process run's.
+      process_index, process_count: in a run of ``P = process_count`` processes,
+        yield only rows ``[p * b / P, (p + 1) * b / P)`` of each global batch of ``b``
+        samples (``p = process_index``); ``b`` must be a multiple of ``P``. The
+        order, ``len`` and position are those of the global batches.
 
     Iterating yields the remaining batches of the current epoch and then moves to
     the next epoch. ``state()`` / ``restore()`` save and set the position; during
@@ -90,6 +98,8 @@ class Batcher:
         seed: int = 0,
         drop_last: bool = False,
         transform: Callable[[np.random.Generator, Batch], Batch] | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
     ):
         if isinstance(data, int | np.integer):
             if fetch is None:
@@ -114,6 +124,20 @@ class Batcher:
         self.seed = int(seed)
         self.drop_last = drop_last
         self.transform = transform
+        if not 0 <= process_index < process_count:
+            raise ValueError(
+                f"process_index must lie in [0, process_count={process_count}), got {process_index}"
+            )
+        self.process_index = int(process_index)
+        self.process_count = int(process_count)
+        last = self.num_samples % self.batch_size
+        for size in (self.batch_size, last if last and not drop_last else self.batch_size):
+            if size % self.process_count:
+                raise ValueError(
+                    f"a batch of {size} samples does not split over {self.process_count} "
+                    "processes: use a batch size (and, without drop_last, a dataset size) "
+                    "that is a multiple of the process count"
+                )
         if len(self) == 0:
             raise ValueError(
                 f"no batches: {self.num_samples} samples with batch_size={self.batch_size}"
@@ -165,9 +189,14 @@ class Batcher:
         while self.batch < len(self):
             b = self.batch
             indices = order[b * self.batch_size : (b + 1) * self.batch_size]
+            key = (self.seed, self.epoch, b, 1)
+            if self.process_count > 1:
+                share = len(indices) // self.process_count
+                indices = indices[self.process_index * share : (self.process_index + 1) * share]
+                key += (self.process_index,)
             batch = self.source.fetch(indices)
             if self.transform is not None:
-                batch = self.transform(np.random.default_rng((self.seed, self.epoch, b, 1)), batch)
+                batch = self.transform(np.random.default_rng(key), batch)
             self.batch = b + 1
             yield batch
         self.epoch, self.batch = self.epoch + 1, 0

@@ -13,6 +13,12 @@ the forward pass left behind (new running statistics, advanced RNG counts).
 Checkpoints hold the three pytrees plus the step, epoch, data position, history and
 the partial sums of the running epoch, so a run interrupted anywhere and resumed
 with ``resume=True`` continues bit for bit as if it had never stopped.
+
+The step is data parallel over every device (:mod:`tasks.common.distributed`): the
+state is replicated, each global batch is split along its leading axis, and XLA
+reduces gradients and batch statistics over the whole batch, so ``D`` devices
+compute the one-device step up to floating-point summation order. Batch sizes are
+global; a checkpoint written on ``D`` devices restores on any other count.
 """
 
 from __future__ import annotations
@@ -27,15 +33,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 from tqdm import tqdm
 
+from tasks.common import distributed
 from tasks.common.checkpoint import Checkpointer, CheckpointError
 from tasks.common.data import Batcher
 
 LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+
+_COMPUTE_DTYPES = (None, "float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +56,8 @@ class TrainConfig:
 
     Args:
       epochs: passes over the training set.
-      batch_size: samples per step (the global batch).
+      batch_size: samples per step: the global batch, split over all devices of all
+        processes (with several devices it must be a multiple of the device count).
       seed: seed for model initialisation and data order (used by the tasks).
       optimizer: ``"adam"`` or ``"sgd"``.
       lr: initial learning rate.
@@ -62,6 +75,11 @@ class TrainConfig:
       checkpoint_every: also checkpoint every this many steps (always at epoch end).
       keep: checkpoints kept on disk.
       progress: show a progress bar (only on a terminal).
+      compute_dtype: mixed precision: ``"bfloat16"`` (or ``"float16"``) runs the
+        forward and backward pass on parameters and floating batch arrays cast to
+        this dtype, while parameters, optimizer state and BatchNorm statistics stay
+        float32 (the gradients reach the float32 parameters through the cast).
+        ``None`` computes in the parameters' dtype.
     """
 
     epochs: int = 10
@@ -84,6 +102,7 @@ class TrainConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     progress: bool = True
+    compute_dtype: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "lr_steps", tuple(int(e) for e in self.lr_steps))
@@ -116,6 +135,10 @@ class TrainConfig:
             problems.append(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.keep < 1:
             problems.append(f"keep must be >= 1, got {self.keep}")
+        if self.compute_dtype not in _COMPUTE_DTYPES:
+            problems.append(
+                f"compute_dtype must be one of {_COMPUTE_DTYPES}, got {self.compute_dtype!r}"
+            )
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -170,17 +193,52 @@ def _optimizer_settings(config: TrainConfig) -> TrainConfig:
 _TRACES = [0]  # how many times _train_step was traced, for Trainer.trace_count
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _cast_floats(tree, dtype):
+    """``tree`` with its floating leaves cast to ``dtype`` (other leaves unchanged)."""
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
 def _train_step(graphdef, loss_fn, settings, steps_per_epoch, params, rest, opt_state, batch):
     """One optimizer step on the model ``merge(graphdef, params, rest)`` in training mode."""
     _TRACES[0] += 1
-    model = nnx.merge(graphdef, params, rest)
-    grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param), has_aux=True)
-    (loss, metrics), grads = grad_fn(model, batch)
+    compute = settings.compute_dtype
+    if compute is not None:
+        batch = _cast_floats(batch, compute)
+
+    def loss_of(params):
+        if compute is not None:
+            params = _cast_floats(params, compute)
+        # Fresh Variables, owned by this trace, which the forward pass may update.
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        loss, metrics = loss_fn(model, batch)
+        return loss, (metrics, nnx.split(model, nnx.Param, ...)[2])
+
+    (loss, (metrics, new_rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+    if compute is not None:
+        # Statistics keep their storage dtype, so the next step sees the same types.
+        new_rest = jax.tree.map(
+            lambda new, old: (
+                new.astype(old.dtype) if jnp.issubdtype(old.dtype, jnp.floating) else new
+            ),
+            new_rest,
+            rest,
+        )
+        metrics = _cast_floats(metrics, jnp.float32)
+        loss = loss.astype(jnp.float32)
     tx = make_optimizer(settings, steps_per_epoch)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, nnx.split(model, nnx.Param, ...)[2], opt_state, {**metrics, "loss": loss}
+    return params, new_rest, opt_state, {**metrics, "loss": loss}
+
+
+@functools.cache
+def _step_on(mesh: Mesh):
+    """The jitted step for ``mesh``: inputs arrive placed, every output is replicated."""
+    return jax.jit(
+        _train_step, static_argnums=(0, 1, 2, 3), out_shardings=distributed.replicated(mesh)
+    )
 
 
 def with_mode(model: nnx.Module, *, train: bool) -> nnx.Module:
@@ -223,7 +281,7 @@ class _EpochMetrics:
             return
         metrics, size, where = self._pending
         self._pending = None
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        values = {k: float(distributed.to_host(v)) for k, v in metrics.items()}
         if not math.isfinite(values["loss"]):
             raise FloatingPointError(f"the training loss is {values['loss']} at {where}")
         for k, v in values.items():
@@ -252,6 +310,9 @@ class Trainer:
         (also on resuming mid-epoch, so it must depend on ``epoch`` only) on the
         training-mode model; it may change settings such as BatchNorm momentum.
         Changing a static attribute recompiles the step.
+      mesh: the devices to train on, a 1-D mesh with axis ``"data"``
+        (:func:`~tasks.common.distributed.data_mesh`); default: every device of every
+        process. Every process must build the same model (same seed).
 
     Attributes:
       step, epoch: global steps taken and epochs completed.
@@ -273,16 +334,17 @@ class Trainer:
         *,
         resume: bool = False,
         epoch_hook: Callable[[nnx.Module, int], None] | None = None,
+        mesh: Mesh | None = None,
     ):
         self.config = config
+        self.mesh = distributed.data_mesh() if mesh is None else mesh
         self.loss_fn = loss_fn
         self.steps_per_epoch = int(steps_per_epoch)
         self.epoch_hook = epoch_hook
         self._schedule = learning_rate(config, self.steps_per_epoch)
-        self._graphdef, self._params, self._rest = nnx.split(
-            with_mode(model, train=True), nnx.Param, ...
-        )
-        self._opt_state = make_optimizer(config, self.steps_per_epoch).init(self._params)
+        self._graphdef, params, rest = nnx.split(with_mode(model, train=True), nnx.Param, ...)
+        opt_state = make_optimizer(config, self.steps_per_epoch).init(params)
+        self._place(params, rest, opt_state)
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -311,9 +373,16 @@ class Trainer:
 
     # -- state access -------------------------------------------------------------------
 
+    def _place(self, params, rest, opt_state) -> None:
+        """Hold the state replicated on every device of the mesh."""
+        self._params, self._rest, self._opt_state = distributed.replicate(
+            (params, rest, opt_state), self.mesh
+        )
+
     def model(self) -> nnx.Module:
-        """The current model, in evaluation mode."""
-        return with_mode(nnx.merge(self._graphdef, self._params, self._rest), train=False)
+        """The current model, in evaluation mode, on this process's first device."""
+        params, rest = distributed.local_copy((self._params, self._rest))
+        return with_mode(nnx.merge(self._graphdef, params, rest), train=False)
 
     @property
     def params(self) -> nnx.State:
@@ -359,8 +428,7 @@ class Trainer:
                 "cannot resume with other optimizer settings: "
                 + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
             )
-        self._params, self._rest = arrays["params"], arrays["rest"]
-        self._opt_state = arrays["opt_state"]
+        self._place(arrays["params"], arrays["rest"], arrays["opt_state"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self.history = list(meta["history"])
         self._position = meta["position"]
@@ -371,7 +439,28 @@ class Trainer:
             return
         model = nnx.merge(self._graphdef, self._params, self._rest)
         self.epoch_hook(model, self.epoch)
-        self._graphdef, self._params, self._rest = nnx.split(model, nnx.Param, ...)
+        self._graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        self._place(params, rest, self._opt_state)
+
+    def _check_batcher(self, batcher: Batcher) -> None:
+        """Raise unless ``batcher`` feeds this process's share of batches the mesh can split."""
+        if len(batcher) != self.steps_per_epoch:
+            raise ValueError(
+                f"the batcher has {len(batcher)} batches per epoch but the trainer was "
+                f"built for steps_per_epoch={self.steps_per_epoch}"
+            )
+        shard = distributed.process_shard()
+        ours = {"process_index": batcher.process_index, "process_count": batcher.process_count}
+        if ours != shard:
+            raise ValueError(
+                f"the batcher reads the share {ours} of each batch but this is process "
+                f"{shard['process_index']} of {shard['process_count']}: build it with "
+                "Batcher(..., **distributed.process_shard())"
+            )
+        distributed.check_divisible(batcher.batch_size, self.mesh, "every batch")
+        last = batcher.num_samples % batcher.batch_size
+        if last and not batcher.drop_last:
+            distributed.check_divisible(last, self.mesh, "the last batch of each epoch")
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -386,6 +475,10 @@ class Trainer:
 
         Args:
           batcher: the training batches; ``len(batcher)`` must equal ``steps_per_epoch``.
+            In a multi-process run it reads this process's share of each global batch
+            (``Batcher(..., **distributed.process_shard())``). With several devices,
+            every batch (the last one too, unless ``drop_last``) must split evenly over
+            them; otherwise a ValueError says so before the first step.
           eval_fn: ``eval_fn(model, epoch) -> metrics`` run after each epoch on the
             evaluation-mode model; its results join that epoch's history entry.
           max_steps: stop once this many global steps are taken (a partial epoch
@@ -394,11 +487,8 @@ class Trainer:
         Returns:
           the history, one entry per completed epoch.
         """
-        if len(batcher) != self.steps_per_epoch:
-            raise ValueError(
-                f"the batcher has {len(batcher)} batches per epoch but the trainer was "
-                f"built for steps_per_epoch={self.steps_per_epoch}"
-            )
+        self._check_batcher(batcher)
+        step = _step_on(self.mesh)
         batcher.restore(self._position or {"epoch": self.epoch, "batch": 0})
         show = self.config.progress and sys.stderr.isatty()
         while self.epoch < self.config.epochs:
@@ -415,8 +505,9 @@ class Trainer:
             )
             with bar:
                 for batch in batcher:
+                    batch = distributed.shard_batch(batch, self.mesh)
                     traced = _TRACES[0]
-                    self._params, self._rest, self._opt_state, metrics = _train_step(
+                    self._params, self._rest, self._opt_state, metrics = step(
                         self._graphdef,
                         *self._step_key,
                         self._params,
