@@ -157,6 +157,7 @@ class ChiralLayout:
 
     @property
     def num_joints(self) -> int:
+        """``J``, the number of joints (left + right + centre)."""
         return len(self.left) + len(self.right) + len(self.centre)
 
     @property

@@ -84,11 +84,13 @@ class ChiralBatchNorm(nnx.Module):
         self.bias_blocks = free(self._offset_gen, bias_init) if use_bias else None
 
     def scale(self) -> jax.Array | None:
+        """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
         if self.scale_blocks is None:
             return None
         return self._scale_gen.assemble_bias({k: v[...] for k, v in self.scale_blocks.items()})
 
     def offset(self) -> jax.Array | None:
+        """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
         if self.bias_blocks is None:
             return None
         return self._offset_gen.assemble_bias({k: v[...] for k, v in self.bias_blocks.items()})

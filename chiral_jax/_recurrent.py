@@ -99,6 +99,7 @@ class ChiralLSTMCell(_ChiralCell):
         return (c, h), h
 
     def initialize_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32):
+        """Zero ``(c, h)``, each shaped ``batch_shape + (layout_hidden.size,)``."""
         zeros = jnp.zeros(batch_shape + (self.layout_hidden.size,), dtype)
         return zeros, zeros
 
@@ -120,6 +121,7 @@ class ChiralGRUCell(_ChiralCell):
         return h, h
 
     def initialize_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32):
+        """Zero ``h``, shaped ``batch_shape + (layout_hidden.size,)``."""
         return jnp.zeros(batch_shape + (self.layout_hidden.size,), dtype)
 
 
@@ -167,6 +169,7 @@ class ChiralRNN(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def initialize_carry(self, batch_shape: tuple[int, ...], dtype=jnp.float32) -> list:
+        """One zero carry per layer (see the cells' ``initialize_carry``)."""
         return [c.initialize_carry(batch_shape, dtype) for c in self.cells]
 
     def __call__(self, x: jax.Array, carries: list | None = None):

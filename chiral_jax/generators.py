@@ -135,6 +135,7 @@ class ChiralGenerator:
 
     @property
     def block_names(self) -> tuple[str, ...]:
+        """Names of the free kernel blocks, ``"<out group>,<in group>"``, in storage order."""
         names = []
         for r in _ROW_GROUPS:
             cols = _COL_GROUPS if r[0] == "l" else ("ln", "lp", r)
@@ -174,6 +175,7 @@ class ChiralGenerator:
 
     @property
     def kernel_shape(self) -> tuple[int, ...]:
+        """Shape of the assembled kernel, ``(*lead, n_in, n_out)``."""
         return (*self.lead, self.layout_in.size, self.layout_out.size)
 
     # -- assembly ---------------------------------------------------------------------
@@ -282,6 +284,7 @@ class ChiralGenerator:
         return out
 
     def select_bias(self, bias: jax.Array) -> dict[str, jax.Array]:
+        """Read the free bias blocks (``l``, ``cp``) out of a full bias ``[n_out]``."""
         lo = self.layout_out
         b = _to_canonical_order(jnp.asarray(bias).reshape(lo.num_joints, lo.dims), lo, 0, 1)
         return {

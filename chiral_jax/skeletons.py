@@ -37,10 +37,12 @@ class Skeleton:
 
     @property
     def num_joints(self) -> int:
+        """Number of joints."""
         return len(self.joint_names)
 
     @property
     def centre(self) -> tuple[int, ...]:
+        """The joints without a mirror partner, in index order."""
         paired = set(self.left) | set(self.right)
         return tuple(j for j in range(self.num_joints) if j not in paired)
 
