@@ -1,0 +1,177 @@
+"""Training and evaluation of the forecasters on Penn Action label files.
+
+A run folder holds ``run.json`` (the model and training settings), the
+checkpoints of :class:`tasks.common.train.Trainer` under ``checkpoints/`` and,
+once evaluated, ``results.json``. The three trained variants of the paper's
+Table 3 are :data:`VARIANTS`; test-time flip augmentation is an evaluation
+option on top of a trained plain model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from chiral_jax.skeletons import PENN_ACTION_13
+from tasks.common.augment import flip_batch
+from tasks.common.data import Batcher
+from tasks.common.train import TrainConfig, Trainer, predict
+from tasks.forecasting.metrics import pck
+from tasks.forecasting.model import (
+    POSE_LAYOUT,
+    Forecaster,
+    ForecasterConfig,
+    forecast_loss,
+    mirrored_average,
+)
+from tasks.forecasting.penn import ForecastSamples, load_penn_action, make_samples
+
+VARIANTS: dict[str, tuple[bool, bool]] = {
+    "plain": (False, False),
+    "plain_aug": (False, True),
+    "chiral": (True, False),
+}
+"""Variant name -> (chiral model, flip augmentation in training)."""
+
+QUICK = TrainConfig(epochs=4, batch_size=256, lr=5e-3, lr_step_factor=0.95, clip_norm=5.0, keep=1)
+"""CPU-sized training: the paper's optimiser for a few epochs."""
+PAPER = dataclasses.replace(QUICK, epochs=30)
+"""The paper's: Adam, lr 0.005 x 0.95 every 2 epochs, clip 5, batch 256, 30 epochs."""
+QUICK_MODEL = ForecasterConfig(hidden=208)
+PAPER_MODEL = ForecasterConfig(hidden=1040)
+
+_VISIBLE_LAYOUT = PENN_ACTION_13.layout(1, negated=())
+_PCK_THRESHOLD = 0.1  # PCK@0.05 of the box length, in normalised units
+
+
+def with_schedule(config: TrainConfig) -> TrainConfig:
+    """``config`` with the rate multiplied by ``lr_step_factor`` every 2 epochs."""
+    return dataclasses.replace(config, lr_steps=tuple(range(2, config.epochs, 2)), lr_decay=1.0)
+
+
+def load_samples(data_dir, observed: int = 2) -> tuple[ForecastSamples, ForecastSamples]:
+    """The train and test forecasting samples of a Penn Action labels folder."""
+    train, test = load_penn_action(data_dir)
+    if not train or not test:
+        raise ValueError(
+            f"{data_dir} needs videos of both splits: {len(train)} train, {len(test)} test"
+        )
+    return make_samples(train, observed=observed), make_samples(test, observed=observed)
+
+
+def sample_arrays(samples: ForecastSamples) -> dict[str, np.ndarray]:
+    """Batch arrays: ``observed``, ``future`` and ``visible`` ``[N, S, 13, 1]`` float32 weights."""
+    return {
+        "observed": samples.observed,
+        "future": samples.future,
+        "visible": samples.future_visible[..., None].astype(np.float32),
+    }
+
+
+def flip_half(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Mirror each sample (inputs, targets and visibility) with probability 1/2."""
+    layouts = {"observed": POSE_LAYOUT, "future": POSE_LAYOUT, "visible": _VISIBLE_LAYOUT}
+    return flip_batch(rng, batch, layouts)[0]
+
+
+def write_run(out, model_config: ForecasterConfig, config: TrainConfig, augment: bool, **extra):
+    """Write ``run.json``: what :func:`load_run` needs to rebuild the model."""
+    record = {
+        "model": dataclasses.asdict(model_config),
+        "train": dataclasses.asdict(config),
+        "augment": augment,
+        **extra,
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def train_model(
+    samples: ForecastSamples,
+    model_config: ForecasterConfig,
+    config: TrainConfig,
+    *,
+    augment: bool,
+    resume: bool = False,
+    max_steps: int | None = None,
+    out=None,
+) -> tuple[Forecaster, list[dict]]:
+    """Train a forecaster; with ``out``, write ``run.json`` there (checkpoints per ``config``).
+
+    Returns:
+      the model in evaluation mode and the per-epoch history.
+    """
+    if max_steps is not None and config.checkpoint_every is None:
+        # A run cut short mid-epoch still leaves a checkpoint to evaluate.
+        config = dataclasses.replace(config, checkpoint_every=max_steps)
+    batcher = Batcher(
+        sample_arrays(samples),
+        config.batch_size,
+        seed=config.seed,
+        drop_last=len(samples) >= config.batch_size,
+        transform=flip_half if augment else None,
+    )
+    if out is not None:
+        write_run(out, model_config, config, augment, steps_per_epoch=len(batcher))
+    model = Forecaster(model_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    trainer = Trainer(model, forecast_loss, config, len(batcher), resume=resume)
+    try:
+        history = trainer.fit(batcher, max_steps=max_steps)
+        return trainer.model(), history
+    finally:
+        trainer.close()
+
+
+def load_run(run_dir) -> tuple[Forecaster, dict]:
+    """The latest checkpointed model of a run folder, and its ``run.json`` record."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no run.json in {run_dir}: not a forecasting run folder")
+    record = json.loads(path.read_text())
+    try:
+        model_config = ForecasterConfig(**record["model"])
+        config = TrainConfig(**record["train"])
+        steps = int(record["steps_per_epoch"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a valid run record: {err}") from err
+    model = Forecaster(model_config, rngs=nnx.Rngs(0))
+    trainer = Trainer(model, forecast_loss, config, steps, resume=True)
+    try:
+        return trainer.model(), record
+    finally:
+        trainer.close()
+
+
+def _forecast(model: Forecaster, batch) -> jax.Array:
+    return model(batch["observed"])
+
+
+def _forecast_tta(model: Forecaster, batch) -> jax.Array:
+    return mirrored_average(model, batch["observed"])
+
+
+def forecast(
+    model: Forecaster, samples: ForecastSamples, *, tta: bool = False, batch_size: int = 2048
+) -> np.ndarray:
+    """Autoregressive forecasts ``[N, S, 13, 2]`` of every sample (eval mode, jitted)."""
+    batches = Batcher({"observed": samples.observed}, batch_size, shuffle=False)
+    return predict(model, batches, _forecast_tta if tta else _forecast)
+
+
+def evaluate(model: Forecaster, samples: ForecastSamples, *, tta: bool = False) -> dict:
+    """PCK@0.05 per future step and its average, in percent."""
+    per_step, average = pck(
+        forecast(model, samples, tta=tta), samples.future, samples.future_visible, _PCK_THRESHOLD
+    )
+    return {"pck": [100.0 * float(p) for p in per_step], "pck_avg": 100.0 * average}
+
+
+def run_dir_has_checkpoint(run_dir) -> bool:
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any(os.scandir(folder))

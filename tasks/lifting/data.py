@@ -1,0 +1,131 @@
+"""From dataset files to the per-camera sequences a lifting model trains and tests on.
+
+:func:`load_dataset` reads our pickle-free ``.npz`` or, with an explicit trust
+flag, VideoPose3D's pickled pair plus a cameras JSON. :func:`default_split` gives
+the protocol's subjects (Human3.6M: train S1 S5 S6 S7 S8, test S9 S11; HumanEva:
+``Train/*`` and ``Validate/*``). :func:`camera_sequences` applies VideoPose3D's
+preprocessing (:func:`formats.to_camera_frames`) and lists one sequence per
+(subject, action, camera), optionally keeping only a fraction of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from tasks.lifting import formats
+from tasks.lifting.cameras import load_cameras_json
+
+H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
+H36M_TEST = ("S9", "S11")
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    path_2d: str | os.PathLike | None = None,
+    cameras: str | os.PathLike | None = None,
+    allow_pickle: bool = False,
+) -> formats.LiftingDataset:
+    """Read a lifting dataset.
+
+    Args:
+      path: our ``.npz`` (:func:`formats.load_npz`), or VideoPose3D's
+        ``data_3d_<ds>.npz`` when ``path_2d`` is given.
+      path_2d: VideoPose3D's ``data_2d_<ds>_<detector>.npz``.
+      cameras: the cameras JSON (:mod:`tasks.lifting.cameras`), needed with ``path_2d``.
+      allow_pickle: trust VideoPose3D's pickled files (loading them runs code stored in
+        them); refused otherwise.
+    """
+    if path_2d is None:
+        if cameras is not None:
+            raise ValueError("cameras are read from our .npz itself; --cameras goes with --data-2d")
+        return formats.load_npz(path)
+    if cameras is None:
+        raise ValueError(
+            "VideoPose3D's files hold no camera parameters: pass the cameras JSON "
+            "(schema in tasks/lifting/cameras.py)"
+        )
+    poses = formats.load_videopose3d_3d(path, trust_pickle=allow_pickle)
+    detections = formats.load_videopose3d_2d(path_2d, trust_pickle=allow_pickle)
+    return formats.from_videopose3d(poses, detections, cameras=load_cameras_json(cameras))
+
+
+def default_split(dataset: formats.LiftingDataset) -> tuple[list[str], list[str]]:
+    """The protocol's ``(train, test)`` subjects present in ``dataset``.
+
+    HumanEva-style names (``Train/...``, ``Validate/...``) split by prefix; otherwise
+    Human3.6M's S1 S5 S6 S7 S8 / S9 S11. Raises when either side would be empty.
+    """
+    names = list(dataset.subjects)
+    if any(n.startswith("Train/") for n in names):
+        train = [n for n in names if n.startswith("Train/")]
+        test = [n for n in names if n.startswith("Validate/")]
+    else:
+        train = [n for n in H36M_TRAIN if n in dataset.subjects]
+        test = [n for n in H36M_TEST if n in dataset.subjects]
+    if not train or not test:
+        raise ValueError(
+            f"cannot split subjects {names} by the Human3.6M (train {list(H36M_TRAIN)}, test "
+            f"{list(H36M_TEST)}) or HumanEva (Train/*, Validate/*) protocol: name the "
+            "subjects explicitly"
+        )
+    return train, test
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sequences:
+    """Per-camera sequences: ``inputs[i]`` (T_i, J, 2) normalised screen coordinates,
+    ``targets[i]`` (T_i, J, 3) root-relative camera-frame metres, ``keys[i]`` its
+    ``(subject, action, camera index)``."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    keys: list[tuple[str, str, int]]
+
+    @property
+    def num_frames(self) -> int:
+        return sum(len(x) for x in self.inputs)
+
+
+def camera_sequences(
+    dataset: formats.LiftingDataset,
+    subjects: Sequence[str],
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+) -> Sequences:
+    """One sequence per (subject, action, camera) of ``subjects``.
+
+    ``fraction < 1`` keeps a contiguous run of ``ceil(fraction * T)`` frames of each
+    recording (the same frames in every camera), starting at an offset drawn from
+    ``default_rng(seed)`` (VideoPose3D's ``--subset``).
+    """
+    missing = [s for s in subjects if s not in dataset.subjects]
+    if missing:
+        raise ValueError(
+            f"subjects {missing} are not in the dataset (it has {list(dataset.subjects)})"
+        )
+    if not subjects:
+        raise ValueError("no subjects selected")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    chosen = formats.LiftingDataset(
+        dataset.name, dataset.fps, dataset.skeleton, {s: dataset.subjects[s] for s in subjects}
+    )
+    rng = np.random.default_rng(seed)
+    out = Sequences([], [], [])
+    for subject, actions in formats.to_camera_frames(chosen).items():
+        for action, views in actions.items():
+            frames = len(views[0].positions_2d)
+            keep = math.ceil(fraction * frames)
+            start = int(rng.integers(frames - keep + 1))
+            for k, view in enumerate(views):
+                out.inputs.append(view.positions_2d[start : start + keep])
+                out.targets.append(view.positions_3d[start : start + keep])
+                out.keys.append((subject, action, k))
+    return out

@@ -1,0 +1,240 @@
+"""Training a lifting model the VideoPose3D way, and saving/loading trained models.
+
+The pipeline: per-camera sequences (:mod:`tasks.lifting.data`) -> a
+:class:`WindowSampler` with one output frame per sample (a window of exactly the
+receptive field, fed to the model's strided training path) -> a :class:`Batcher`
+that mirrors the samples marked ``flip`` (every window is listed plain and
+mirrored, so half of each epoch is flipped, 2D and 3D alike) -> the shared
+:class:`Trainer` with the MPJPE loss, Adam with AMSGrad, ``lr * 0.95**epoch`` and
+VideoPose3D's BatchNorm-momentum decay applied by an epoch hook.
+
+A trained model is saved to ``<out>/model`` together with its :class:`ModelConfig`
+and skeleton, so :func:`load_model` rebuilds it without other settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from chiral_jax.skeletons import Skeleton
+from tasks.common.augment import mirror_where
+from tasks.common.checkpoint import Checkpointer, CheckpointError
+from tasks.common.data import Batcher, WindowSampler
+from tasks.common.train import TrainConfig, Trainer
+from tasks.lifting.data import Sequences
+from tasks.lifting.model import TemporalModel, set_bn_momentum, videopose3d_bn_momentum
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The lifting network's settings (see :class:`TemporalModel`).
+
+    ``channels`` is the plain model's width; the chiral model uses the largest
+    multiple of the joint count not above it (1024 -> 1020 for 17 joints, as in
+    the paper), so that every joint gets the same number of hidden dims.
+    """
+
+    chiral: bool = True
+    filter_widths: tuple[int, ...] = (3, 3, 3)
+    channels: int = 128
+    dropout: float = 0.25
+    causal: bool = False
+    mode: str = "complete"
+    activation: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "filter_widths", tuple(int(w) for w in self.filter_widths))
+
+    def width(self, skeleton: Skeleton) -> int:
+        """The hidden width used for ``skeleton``."""
+        if not self.chiral:
+            return self.channels
+        joints = skeleton.num_joints
+        if self.channels < joints:
+            raise ValueError(
+                f"channels={self.channels} is below the {joints} joints of {skeleton.name!r}"
+            )
+        return self.channels // joints * joints
+
+
+QUICK_MODEL = ModelConfig()
+PAPER_MODEL = ModelConfig(filter_widths=(3, 3, 3, 3, 3), channels=1024, dropout=0.25)
+QUICK_TRAIN = TrainConfig(
+    epochs=2, batch_size=256, lr=1e-3, lr_decay=0.95, amsgrad=True, optimizer="adam"
+)
+PAPER_TRAIN = dataclasses.replace(QUICK_TRAIN, epochs=80, batch_size=1024)
+
+
+def build_model(config: ModelConfig, skeleton: Skeleton, seed: int) -> TemporalModel:
+    """A freshly initialised model lifting ``skeleton`` 2D poses to ``skeleton`` 3D poses."""
+    return TemporalModel(
+        skeleton,
+        skeleton,
+        chiral=config.chiral,
+        filter_widths=config.filter_widths,
+        channels=config.width(skeleton),
+        dropout=config.dropout,
+        causal=config.causal,
+        mode=config.mode,
+        activation=config.activation,
+        rngs=nnx.Rngs(seed),
+    )
+
+
+def mpjpe_loss(model: TemporalModel, batch: dict[str, Any]):
+    """MPJPE (metres) of the strided path: ``inputs`` [B, rf, J, 2], ``targets`` [B, 1, J, 3]."""
+    predicted = model(batch["inputs"], strided=True)
+    error = jnp.linalg.norm(predicted - batch["targets"], axis=-1).mean()
+    return error, {"mpjpe_mm": 1000.0 * error}
+
+
+def _mirror_flagged(layouts, rng: np.random.Generator, batch: dict) -> dict:
+    """The Batcher transform: mirror the samples marked ``flip``; keep inputs and targets."""
+    del rng  # the flips come from the sampler's mirrored copies, not from chance
+    out = mirror_where(batch["flip"], batch, layouts)
+    return {
+        "inputs": out["inputs"].astype(np.float32),
+        "targets": out["targets"].astype(np.float32),
+    }
+
+
+def _decay_bn_momentum(model: TemporalModel, epoch: int, *, epochs: int) -> None:
+    set_bn_momentum(model, videopose3d_bn_momentum(epoch, epochs))
+
+
+def training_batcher(
+    model: TemporalModel, sequences: Sequences, batch_size: int, seed: int, flip: bool
+) -> Batcher:
+    """Shuffled single-output-frame windows of ``sequences``, mirrored copies if ``flip``."""
+    sampler = WindowSampler(
+        sequences.inputs,
+        sequences.targets,
+        chunk_length=1,
+        pad=model.pad,
+        causal_shift=model.causal_shift,
+        mirrored_copies=flip,
+    )
+    layouts = {"inputs": model.layout_in, "targets": model.layout_out}
+    return Batcher(
+        sampler,
+        batch_size,
+        seed=seed,
+        drop_last=len(sampler) > batch_size,  # one batch shape, one compilation
+        transform=functools.partial(_mirror_flagged, layouts),
+    )
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A trained model with its settings and training history."""
+
+    model: TemporalModel
+    config: ModelConfig
+    skeleton: Skeleton
+    history: list[dict[str, float]]
+    seconds: float = 0.0
+
+
+def train(
+    sequences: Sequences,
+    skeleton: Skeleton,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    flip: bool = True,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> TrainedModel:
+    """Train a lifting model on ``sequences``; checkpoints go to ``train_config.checkpoint_dir``.
+
+    ``max_steps`` stops early (a later call with ``resume=True`` continues exactly).
+    """
+    model = build_model(model_config, skeleton, train_config.seed)
+    batcher = training_batcher(model, sequences, train_config.batch_size, train_config.seed, flip)
+    trainer = Trainer(
+        model,
+        mpjpe_loss,
+        train_config,
+        len(batcher),
+        resume=resume,
+        epoch_hook=functools.partial(_decay_bn_momentum, epochs=train_config.epochs),
+    )
+    try:
+        history = trainer.fit(batcher, max_steps=max_steps)
+    finally:
+        trainer.close()
+    seconds = sum(entry["time"] for entry in history)
+    return TrainedModel(trainer.model(), model_config, skeleton, history, seconds)
+
+
+def _skeleton_json(skeleton: Skeleton) -> dict[str, Any]:
+    return {f.name: getattr(skeleton, f.name) for f in dataclasses.fields(Skeleton)}
+
+
+def save_model(trained: TrainedModel, folder: str | Path) -> None:
+    """Write the model to ``folder`` (replacing it): ``model.json`` (config, skeleton,
+    history) and ``state/`` (an orbax checkpoint of the model's arrays)."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    meta = {
+        "model_config": dataclasses.asdict(trained.config),
+        "skeleton": _skeleton_json(trained.skeleton),
+        "history": trained.history,
+        "seconds": trained.seconds,
+    }
+    (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+    checkpointer = Checkpointer(folder / "state", keep=1)
+    try:
+        checkpointer.save(0, nnx.state(trained.model), {})
+    finally:
+        checkpointer.close()
+
+
+def load_model(folder: str | Path, skeleton: Skeleton | None = None) -> TrainedModel:
+    """Rebuild the model saved by :func:`save_model`, in evaluation mode.
+
+    With ``skeleton`` (the dataset's), raise a clear error unless the model was
+    trained for the same joints and mirror pairs.
+    """
+    folder = Path(folder)
+    if not (folder / "model.json").is_file():
+        raise FileNotFoundError(f"{folder}: no saved model (no model.json; train one first)")
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+        config = ModelConfig(**meta["model_config"])
+        trained_skeleton = Skeleton(
+            **{k: v if isinstance(v, str) else tuple(v) for k, v in meta["skeleton"].items()}
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder}/model.json is unreadable: {err}") from err
+
+    def joints(s: Skeleton):
+        return s.joint_names, s.left, s.right
+
+    if skeleton is not None and joints(skeleton) != joints(trained_skeleton):
+        raise ValueError(
+            f"the model in {folder} was trained for skeleton {trained_skeleton.name!r} "
+            f"({trained_skeleton.num_joints} joints {list(trained_skeleton.joint_names)}), "
+            f"but the dataset's skeleton {skeleton.name!r} has {skeleton.num_joints} joints "
+            f"{list(skeleton.joint_names)}"
+        )
+    model = build_model(config, trained_skeleton, seed=0)
+    checkpointer = Checkpointer(folder / "state", keep=1)
+    try:
+        state, _ = checkpointer.restore(nnx.state(model))
+    finally:
+        checkpointer.close()
+    nnx.update(model, state)
+    model.eval()
+    return TrainedModel(model, config, trained_skeleton, meta["history"], meta["seconds"])

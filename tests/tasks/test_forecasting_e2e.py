@@ -1,0 +1,67 @@
+"""End to end through the CLI: generate -> train -> evaluate -> results JSON."""
+
+import json
+
+import numpy as np
+import pytest
+
+import tasks.cli
+from tasks.forecasting import penn
+
+
+def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
+    data, run = tmp_path / "labels", tmp_path / "run"
+    tasks.cli.main(
+        ["forecasting", "generate", "--out", str(data), "--num-videos", "16",
+         "--min-frames", "20", "--max-frames", "30", "--no-progress"]
+    )  # fmt: skip
+    train, test = penn.load_penn_action(data)
+    assert len(train) == len(test) == 8
+
+    common = ["--data-dir", str(data), "--hidden", "26", "--no-progress"]
+    tasks.cli.main(
+        ["forecasting", "train", *common, "--model", "plain", "--augment", "--out", str(run),
+         "--epochs", "1", "--batch-size", "64", "--max-steps", "2"]
+    )  # fmt: skip
+    trained = json.loads((run / "results.json").read_text())
+    assert len(trained["pck"]) == 16 and 0 <= trained["pck_avg"] <= 100
+    record = json.loads((run / "run.json").read_text())
+    assert record["augment"] is True and record["model"]["chiral"] is False
+    assert record["train"]["lr"] == 0.005 and record["train"]["clip_norm"] == 5.0
+
+    out = tmp_path / "eval.json"
+    tasks.cli.main(
+        ["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data), "--out", str(out)]
+    )
+    evaluated = json.loads(out.read_text())
+    # the restored checkpoint scores exactly as the model that was trained
+    np.testing.assert_allclose(evaluated["pck"], trained["pck"])
+    assert evaluated["tta"] is False
+    assert "pck_avg" in capsys.readouterr().out
+
+    tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data),
+                    "--out", str(out), "--tta"])  # fmt: skip
+    assert json.loads(out.read_text())["tta"] is True
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        tasks.cli.main(
+            ["forecasting", "evaluate", "--run", str(tmp_path), "--data-dir", str(tmp_path)]
+        )
+
+
+@pytest.mark.slow
+def test_demo_writes_table_json_png_and_gif(tmp_path, capsys):
+    out = tmp_path / "demo"
+    tasks.cli.main(
+        ["forecasting", "demo", "--out", str(out), "--num-videos", "16", "--min-frames", "20",
+         "--max-frames", "30", "--hidden", "26", "--epochs", "1", "--max-steps", "2",
+         "--batch-size", "64", "--no-progress"]
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"plain", "plain_aug", "plain_aug_tta", "chiral"}
+    assert results["summary"]["chiral"]["avg"]["n"] == 1
+    for name in ("pck.png", "forecast.gif"):
+        assert (out / name).stat().st_size > 1000
+    assert "plain w/ aug + TTA" in capsys.readouterr().out

@@ -1,0 +1,165 @@
+"""The synthetic lifting data: both file formats, read back by the real loaders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from chiral_jax.skeletons import H36M_17, HUMANEVA_15
+from tasks.lifting import formats
+from tasks.lifting.cameras import load_cameras_json
+from tasks.lifting.data import camera_sequences, default_split, load_dataset
+from tasks.lifting.synth import (
+    EXTRA_2D_FRAMES,
+    NoiseConfig,
+    SynthConfig,
+    generate_dataset,
+    write_dataset,
+)
+
+
+@pytest.fixture(scope="module")
+def h36m(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("h36m")
+    return write_dataset(SynthConfig(frames=30, trials=1), folder)
+
+
+def assert_same_dataset(a: formats.LiftingDataset, b: formats.LiftingDataset):
+    assert (a.name, a.fps, a.skeleton) == (b.name, b.fps, b.skeleton)
+    assert list(a.subjects) == list(b.subjects)
+    for subject, data in a.subjects.items():
+        other = b.subjects[subject]
+        assert list(data.recordings) == list(other.recordings)
+        for action, rec in data.recordings.items():
+            np.testing.assert_array_equal(rec.positions_3d, other.recordings[action].positions_3d)
+            for x, y in zip(rec.positions_2d, other.recordings[action].positions_2d, strict=True):
+                np.testing.assert_array_equal(x, y)
+        for cam, other_cam in zip(data.cameras, other.cameras, strict=True):
+            assert cam.id == other_cam.id
+            np.testing.assert_allclose(cam.intrinsics_pixels(), other_cam.intrinsics_pixels())
+            np.testing.assert_allclose(cam.orientation, other_cam.orientation)
+            np.testing.assert_allclose(cam.translation, other_cam.translation)
+
+
+def test_official_files_and_ours_hold_the_same_17_joint_data(h36m):
+    ours = formats.load_npz(h36m["ours"])
+    official = load_dataset(
+        h36m["data_3d"], path_2d=h36m["data_2d"], cameras=h36m["cameras"], allow_pickle=True
+    )
+    assert_same_dataset(ours, official)
+    assert list(ours.subjects) == ["S1", "S5", "S6", "S7", "S8", "S9", "S11"]
+    assert ours.skeleton == H36M_17 and ours.fps == 50.0
+    assert {c.id for c in ours.subjects["S9"].cameras} == {
+        "54138969", "55011271", "58860488", "60457274"
+    }  # fmt: skip
+
+    # The raw files: 32 mocap joints with ours at the kept indices, longer detections.
+    with np.load(h36m["data_3d"], allow_pickle=True) as npz:
+        raw_3d = npz["positions_3d"].item()
+    with np.load(h36m["data_2d"], allow_pickle=True) as npz:
+        raw_2d, metadata = npz["positions_2d"].item(), npz["metadata"].item()
+    walking = raw_3d["S1"]["Walking"]
+    assert walking.shape == (30, 32, 3) and np.isfinite(walking).all()
+    kept = list(formats.H36M_KEPT_JOINTS)
+    np.testing.assert_array_equal(
+        walking[:, kept], ours.subjects["S1"].recordings["Walking"].positions_3d
+    )
+    # Filler joints lie near the body (toes, hands, duplicated sites), not at the origin.
+    filler = sorted(set(range(32)) - set(kept))
+    gaps = np.linalg.norm(walking[:, filler, None] - walking[:, None, kept], axis=-1)
+    assert gaps.min(-1).max() < 0.2
+    assert [len(v) for v in raw_2d["S1"]["Walking"]] == [30 + EXTRA_2D_FRAMES] * 4
+    assert metadata == {
+        "layout_name": "h36m",
+        "num_joints": 17,
+        "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]],
+    }
+
+
+def test_pickled_files_need_the_trust_flag(h36m):
+    with pytest.raises(formats.UntrustedPickleError, match="trust_pickle"):
+        load_dataset(h36m["data_3d"], path_2d=h36m["data_2d"], cameras=h36m["cameras"])
+
+
+def test_generation_is_deterministic_and_varied():
+    config = SynthConfig(frames=12, trials=1)
+    a, _ = generate_dataset(config)
+    b, _ = generate_dataset(config)
+    np.testing.assert_array_equal(
+        a.subjects["S7"].recordings["Boxing"].positions_2d[2],
+        b.subjects["S7"].recordings["Boxing"].positions_2d[2],
+    )
+    # Subjects differ in build: their thigh lengths (hip -> knee) are not all equal.
+    thighs = [
+        np.linalg.norm(np.diff(d.recordings["Walking"].positions_3d[0, [1, 2]], axis=0))
+        for d in a.subjects.values()
+    ]
+    assert np.ptp(thighs) > 0.01
+    # Another seed gives other motion.
+    c, _ = generate_dataset(SynthConfig(frames=12, trials=1, seed=1))
+    assert not np.allclose(
+        a.subjects["S1"].recordings["Waving"].positions_3d,
+        c.subjects["S1"].recordings["Waving"].positions_3d,
+    )
+
+
+def test_detections_are_noisy_projections():
+    silent = NoiseConfig(sigma=0.0, drift_sigma=0.0, outlier_rate=0.0)
+    clean, _ = generate_dataset(SynthConfig(frames=40, trials=1, noise=silent))
+    noisy, _ = generate_dataset(SynthConfig(frames=40, trials=1))
+    error = np.linalg.norm(
+        clean.subjects["S1"].recordings["Walking"].positions_2d[0]
+        - noisy.subjects["S1"].recordings["Walking"].positions_2d[0],
+        axis=-1,
+    )
+    assert 2.0 < np.median(error) < 15.0  # a few pixels, like a good detector
+    # The 3D poses are the same; only the 2D detections carry noise.
+    np.testing.assert_array_equal(
+        clean.subjects["S1"].recordings["Walking"].positions_3d,
+        noisy.subjects["S1"].recordings["Walking"].positions_3d,
+    )
+
+
+def test_humaneva_layout_and_split(tmp_path):
+    paths = write_dataset(SynthConfig(dataset="humaneva15", frames=20, trials=2), tmp_path)
+    ours = formats.load_npz(paths["ours"])
+    official = load_dataset(
+        paths["data_3d"], path_2d=paths["data_2d"], cameras=paths["cameras"], allow_pickle=True
+    )
+    assert_same_dataset(ours, official)
+    assert ours.skeleton == HUMANEVA_15 and ours.fps == 60.0
+    assert default_split(ours) == (
+        ["Train/S1", "Train/S2", "Train/S3"],
+        ["Validate/S1", "Validate/S2", "Validate/S3"],
+    )
+    assert list(ours.subjects["Train/S2"].recordings) == [
+        "Walk chunk0", "Walk chunk1", "Jog chunk0", "Jog chunk1", "Box chunk0", "Box chunk1"
+    ]  # fmt: skip
+    assert [(c.id, c.res_w, c.res_h) for c in ours.subjects["Validate/S1"].cameras] == [
+        ("C1", 640, 480), ("C2", 640, 480), ("C3", 640, 480)
+    ]  # fmt: skip
+    views = camera_sequences(ours, ["Validate/S1"])
+    for x in views.inputs:  # the person stays in the picture
+        assert np.abs(x[..., 0]).max() < 1.0
+
+
+def test_camera_sequences_are_root_relative_and_subset(h36m):
+    dataset = formats.load_npz(h36m["ours"])
+    full = camera_sequences(dataset, ["S1"])
+    assert len(full.inputs) == 8 * 4 and full.keys[0] == ("S1", "Walking", 0)
+    np.testing.assert_array_equal(full.targets[0][:, 0], 0.0)
+    part = camera_sequences(dataset, ["S1"], fraction=0.1, seed=3)
+    assert [len(x) for x in part.inputs] == [3] * 32
+    with pytest.raises(ValueError, match=r"\['S2'\] are not in the dataset"):
+        camera_sequences(dataset, ["S2"])
+
+
+def test_cameras_json_errors_name_the_camera(h36m, tmp_path):
+    data = json.loads(h36m["cameras"].read_text())
+    del data["S5"][2]["focal_length"]
+    bad = tmp_path / "cameras.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"subject 'S5', camera 2: .*focal_length"):
+        load_cameras_json(bad)
+    with pytest.raises(FileNotFoundError):
+        load_cameras_json(tmp_path / "missing.json")
