@@ -23,6 +23,7 @@ global; a checkpoint written on ``D`` devices restores on any other count.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -503,7 +504,7 @@ class Trainer:
                 disable=not show,
                 leave=False,
             )
-            with bar:
+            with bar, self._checkpoint_on_interrupt():
                 for batch in batcher:
                     batch = distributed.shard_batch(batch, self.mesh)
                     traced = _TRACES[0]
@@ -534,9 +535,24 @@ class Trainer:
                         self._save()
                     if max_steps is not None and self.step >= max_steps:
                         self._metrics.flush()
+                        self._save_unless_saved()
                         return self.history
             self._finish_epoch(batcher, eval_fn, time.perf_counter() - started)
         return self.history
+
+    @contextlib.contextmanager
+    def _checkpoint_on_interrupt(self):
+        """On Ctrl-C, save the last completed step before stopping: a resume loses nothing."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._metrics.flush()
+            self._save_unless_saved()
+            raise
+
+    def _save_unless_saved(self) -> None:
+        if self._checkpointer is not None and self._checkpointer.latest_step() != self.step:
+            self._save()
 
     def _finish_epoch(self, batcher: Batcher, eval_fn, seconds: float) -> None:
         self._metrics.flush()

@@ -173,8 +173,8 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
     straight, batcher = make_trainer()
     straight.fit(batcher)
 
-    # 5 batches per epoch; checkpoints at steps 3, 5 (epoch end) and 6; stop at step 8,
-    # so the resumed run must redo steps 7 and 8.
+    # 5 batches per epoch; checkpoints at steps 3, 5 (epoch end), 6 and 8, where the run
+    # stops: stopping saves, so the resumed run continues at step 9.
     first, batcher = make_trainer(tmp_path, checkpoint_every=3)
     assert len(batcher) == 5
     first.fit(batcher, max_steps=8)
@@ -182,13 +182,40 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
     first.close()
 
     resumed, batcher = make_trainer(tmp_path, checkpoint_every=3, resume=True)
-    assert resumed.step == 6 and resumed.epoch == 1
+    assert resumed.step == 8 and resumed.epoch == 1
     history = resumed.fit(batcher)
     assert resumed.trace_count == 0  # same structure and optimizer: the step is reused
     assert resumed.step == straight.step == 10
     assert_trees_identical(resumed.params, straight.params)
     assert_trees_identical(resumed.opt_state, straight.opt_state)
     assert_trees_identical(nnx.state(resumed.model()), nnx.state(straight.model()))
+    assert without_time(history) == without_time(straight.history)
+
+
+def test_ctrl_c_saves_the_last_step_and_resume_loses_nothing(tmp_path):
+    straight, batcher = make_trainer()
+    straight.fit(batcher)
+
+    first, batcher = make_trainer(tmp_path)  # checkpoints only at epoch ends
+    calls = []
+
+    def interrupt_at_step_7(rng, batch):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return batch
+
+    batcher.transform = interrupt_at_step_7
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(batcher)
+    assert first.step == 6
+    first.close()
+
+    resumed, batcher = make_trainer(tmp_path, resume=True)
+    assert resumed.step == 6
+    history = resumed.fit(batcher)
+    assert_trees_identical(resumed.params, straight.params)
+    assert_trees_identical(resumed.opt_state, straight.opt_state)
     assert without_time(history) == without_time(straight.history)
 
 
