@@ -34,6 +34,7 @@ order, or whose negated dims do not come first, cost one static permutation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Literal, NamedTuple
 
@@ -358,23 +359,14 @@ class ChiralGenerator:
         are rescaled by :meth:`row_fan_in_scale`, so variance-scaling initialisers
         give unit-variance outputs for unit-variance inputs, as in the plain layer.
 
-        The draw and the selection run as one compiled program (a layer is built
-        with one compilation rather than dozens of eager operations).
+        The draw and the selection run as one compiled program, cached per
+        (generator, initialisers, dtype): building many equal layers compiles once.
         """
-
-        def draw(key):
-            k_kernel, k_bias = jax.random.split(key)
-            blocks = self.select_kernel(kernel_init(k_kernel, self.kernel_shape, dtype))
-            scale = self.row_fan_in_scale()
-            blocks = {
-                name: (b * scale[name.split(",")[0]]).astype(dtype) for name, b in blocks.items()
-            }
-            bias = None
-            if bias_init is not None:
-                bias = self.select_bias(bias_init(k_bias, (self.layout_out.size,), dtype))
-            return ChiralParams(blocks, bias)
-
-        return jax.jit(draw)(key)
+        try:
+            draw = _compiled_init(self, kernel_init, bias_init, dtype)
+        except TypeError:  # unhashable initialiser: compile this draw alone
+            draw = jax.jit(functools.partial(_draw, self, kernel_init, bias_init, dtype))
+        return draw(key)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -400,6 +392,22 @@ class ChiralGenerator:
                     f"{what} block {name!r} has shape {tuple(blocks[name].shape)}, "
                     f"expected {shape}"
                 )
+
+
+def _draw(gen: ChiralGenerator, kernel_init, bias_init, dtype, key) -> ChiralParams:
+    k_kernel, k_bias = jax.random.split(key)
+    blocks = gen.select_kernel(kernel_init(k_kernel, gen.kernel_shape, dtype))
+    scale = gen.row_fan_in_scale()
+    blocks = {name: (b * scale[name.split(",")[0]]).astype(dtype) for name, b in blocks.items()}
+    bias = None
+    if bias_init is not None:
+        bias = gen.select_bias(bias_init(k_bias, (gen.layout_out.size,), dtype))
+    return ChiralParams(blocks, bias)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_init(gen: ChiralGenerator, kernel_init, bias_init, dtype):
+    return jax.jit(functools.partial(_draw, gen, kernel_init, bias_init, dtype))
 
 
 def _group_slice(layout: ChiralLayout, g: str, kind: str) -> slice:

@@ -33,9 +33,8 @@ def test_stacked_rnn_is_equivariant_over_many_steps(cell, mode):
         y, carries = rnn(x)
         return y
 
-    assert_equivariant(outputs, li, hidden[-1], x)
     assert_equivariant(jax.jit(outputs), li, hidden[-1], x)
-    assert_equivariant(jax.vmap(outputs), li, hidden[-1], x[None])
+    assert_equivariant(jax.jit(jax.vmap(outputs)), li, hidden[-1], x[None])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -50,9 +49,11 @@ def test_cells_on_random_layouts_carry_equivariance(cell, seed):
         lambda z: jax.random.normal(jax.random.key(seed + 1), z.shape), c.initialize_carry((2,))
     )
 
+    @jax.jit
     def step(x):  # the carry is mirrored together with the input
         return c(carry, x)[1]
 
+    @jax.jit
     def mirrored_step(x):
         return c(jax.tree.map(lh.transform, carry), li.transform(x))[1]
 
@@ -65,10 +66,11 @@ def test_step_matches_the_scanned_sequence():
     li = PENN_ACTION_13.layout(2)
     rnn = ChiralRNN(li, [li.with_dims(4, 0.5)] * 2, rngs=nnx.Rngs(0))
     x = _sequence(li, steps=6)
-    y, finals = rnn(x)
+    y, finals = jax.jit(rnn)(x)
     carries = rnn.initialize_carry((3,))
+    step = jax.jit(rnn.step)
     for t in range(6):
-        carries, y_t = rnn.step(carries, x[:, t])
+        carries, y_t = step(carries, x[:, t])
         np.testing.assert_allclose(y_t, y[:, t], rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), carries, finals)
 
@@ -87,7 +89,7 @@ def test_gradients_reach_every_gate_after_many_steps(cell):
         y, _ = nnx.merge(graphdef, p, rest)(x)
         return jnp.mean(jnp.square(y[:, -1] - target))
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     _, gate_names = CELLS[cell]
     n_gates = len(gate_names)
     for layer in range(2):

@@ -92,10 +92,11 @@ def test_four_devices_train_like_one_and_their_checkpoint_resumes_on_one(tmp_pat
     one, four = np.load(tmp_path / "one.npz"), np.load(tmp_path / "four.npz")
     assert int(four["step"]) == 8
     assert_states_close(dict(four), dict(one))
-    # This process has one device: the 4-device checkpoint of step 6 continues here.
+    # This process has one device: the 4-device checkpoint of step 7 (saved when the run
+    # stopped) continues here.
     assert jax.device_count() == 1
     resumed, batcher = make_run(checkpoint_dir=str(tmp_path / "checkpoints"), resume=True)
-    assert resumed.step == 6 and resumed.mesh.size == 1
+    assert resumed.step == 7 and resumed.mesh.size == 1
     resumed.fit(batcher)
     assert resumed.step == 8
     assert_states_close(state_arrays(resumed), {k: four[k] for k in four if k != "step"})
