@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn import dtypes
 
 from chiral_jax._layout import ChiralLayout
-from chiral_jax._tied import TiedKernel, add_bias, default_bias_init, default_kernel_init
+from chiral_jax._tied import Impl, TiedKernel, default_bias_init, default_kernel_init
 from chiral_jax.generators import Mode
 
 Padding = str | int | tuple[int, int]
@@ -50,8 +51,9 @@ class ChiralConv1d(TiedKernel):
         (left pad ``(K-1)*dilation``: output frame t sees frames ``<= t``), an
         int, or an explicit ``(lo, hi)``.
       mode, use_bias, dtype, param_dtype, precision, kernel_init, bias_init,
-      rngs: as :class:`ChiralLinear`; ``kernel_init`` gets the full shape
-      ``(K, n_in, n_out)`` so its fan-in counts the taps, as in ``nnx.Conv``.
+      rngs, impl: as :class:`ChiralLinear`; ``kernel_init`` gets the full shape
+      ``(K, n_in, n_out)`` so its fan-in counts the taps, as in ``nnx.Conv``. With
+      ``impl="eigen"`` both half-size convolutions use every tap.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class ChiralConv1d(TiedKernel):
         kernel_init=default_kernel_init,
         bias_init=default_bias_init,
         rngs: nnx.Rngs,
+        impl: Impl = "auto",
     ):
         if kernel_size < 1 or strides < 1 or dilation < 1:
             raise ValueError(
@@ -88,6 +91,7 @@ class ChiralConv1d(TiedKernel):
             kernel_init=kernel_init,
             bias_init=bias_init,
             rngs=rngs,
+            impl=impl,
         )
         self.kernel_size = kernel_size
         self.strides = strides
@@ -99,13 +103,14 @@ class ChiralConv1d(TiedKernel):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.layout_in.check_features(x, "ChiralConv1d input")
+        return self.apply(x)
+
+    def _op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         if x.ndim < 2:
             raise ValueError(f"ChiralConv1d expects [*batch, time, channels], got shape {x.shape}")
-        kernel, bias = self.dense_kernel()
-        x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
         batch = x.shape[:-2]
         y = jax.lax.conv_general_dilated(
-            x.reshape((-1,) + x.shape[-2:]),
+            x.reshape((math.prod(batch),) + x.shape[-2:]),
             kernel,
             window_strides=(self.strides,),
             padding=resolve_padding(self.padding, self.kernel_size, self.dilation),
@@ -113,7 +118,7 @@ class ChiralConv1d(TiedKernel):
             dimension_numbers=("NWC", "WIO", "NWC"),
             precision=self.precision,
         )
-        return add_bias(y.reshape(batch + y.shape[-2:]), bias)
+        return y.reshape(batch + y.shape[-2:])
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.Conv:
         """An ``nnx.Conv`` holding the assembled kernel: same outputs, no tying (export)."""
@@ -132,7 +137,7 @@ class ChiralConv1d(TiedKernel):
             precision=self.precision,
             rngs=rngs or nnx.Rngs(0),
         )
-        plain.kernel.value = kernel
+        plain.kernel[...] = kernel
         if bias is not None:
-            plain.bias.value = bias
+            plain.bias[...] = bias
         return plain

@@ -5,10 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn import dtypes
 
 from chiral_jax._layout import ChiralLayout
-from chiral_jax._tied import TiedKernel, add_bias, default_bias_init, default_kernel_init
+from chiral_jax._tied import Impl, TiedKernel, default_bias_init, default_kernel_init
 from chiral_jax.generators import Mode
 
 
@@ -33,6 +32,11 @@ class ChiralLinear(TiedKernel):
       bias_init: a Flax initialiser for the full bias.
       dot_general: the dot product (default ``jax.lax.dot_general``).
       rngs: ``nnx.Rngs`` with a ``params`` stream.
+      impl: ``"kernel"`` (one matmul with the assembled kernel), ``"eigen"`` (two
+        matmuls of about half the multiply-adds in the even/odd basis, see
+        :mod:`chiral_jax.eigen`) or ``"auto"`` (default: ``"eigen"`` where
+        :func:`chiral_jax.eigen.prefers_eigen` holds, i.e. for wide layers). Same
+        outputs and gradients either way.
 
     >>> from flax import nnx
     >>> from chiral_jax import ChiralLinear
@@ -56,6 +60,7 @@ class ChiralLinear(TiedKernel):
         bias_init=default_bias_init,
         dot_general=jax.lax.dot_general,
         rngs: nnx.Rngs,
+        impl: Impl = "auto",
     ):
         super().__init__(
             layout_in,
@@ -67,6 +72,7 @@ class ChiralLinear(TiedKernel):
             kernel_init=kernel_init,
             bias_init=bias_init,
             rngs=rngs,
+            impl=impl,
         )
         self.dtype = dtype
         self.param_dtype = param_dtype
@@ -75,12 +81,11 @@ class ChiralLinear(TiedKernel):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.layout_in.check_features(x, "ChiralLinear input")
-        kernel, bias = self.dense_kernel()
-        x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
-        y = self.dot_general(
-            x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=self.precision
-        )
-        return add_bias(y, bias)
+        return self.apply(x)
+
+    def _op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        dims = (((x.ndim - 1,), (0,)), ((), ()))
+        return self.dot_general(x, kernel, dims, precision=self.precision)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.Linear:
         """An ``nnx.Linear`` holding the assembled kernel: same outputs, no tying (export)."""
@@ -94,9 +99,9 @@ class ChiralLinear(TiedKernel):
             precision=self.precision,
             rngs=rngs or nnx.Rngs(0),
         )
-        plain.kernel.value = kernel
+        plain.kernel[...] = kernel
         if bias is not None:
-            plain.bias.value = bias
+            plain.bias[...] = bias
         return plain
 
 

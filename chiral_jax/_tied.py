@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn import dtypes
 
+from chiral_jax import eigen
 from chiral_jax._layout import ChiralLayout
 from chiral_jax._variables import ChiralParam
 from chiral_jax.generators import ChiralGenerator, ChiralParams, Mode
@@ -13,13 +18,26 @@ from chiral_jax.generators import ChiralGenerator, ChiralParams, Mode
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
 
+Impl = Literal["auto", "kernel", "eigen"]
+IMPLS = ("auto", "kernel", "eigen")
+
 
 class TiedKernel(nnx.Module):
     """Stores the free blocks of ``ChiralGenerator(layout_in, layout_out, mode, lead)``.
 
-    Subclasses call :meth:`assemble` inside ``__call__``: the tied kernel is a pure
-    function of the free blocks, rebuilt each step (``O(params)``), so gradients
-    flow to the free blocks only.
+    Subclasses define their linear operation ``_op`` (a matmul, a convolution) and
+    call :meth:`apply` inside ``__call__``. The kernel is a pure function of the free blocks,
+    rebuilt each step (``O(params)``), so gradients flow to the free blocks only,
+    along one of two paths (``impl``):
+
+    * ``"kernel"``: assemble the full tied kernel and run one ``n_in x n_out`` op;
+    * ``"eigen"``: change to the even/odd basis (:mod:`chiral_jax.eigen`) and run two
+      ops, ``n+_in x n+_out`` and ``n-_in x n-_out``: about half the multiply-adds
+      for balanced layouts, plus ``O(width)`` adds per sample for the basis change;
+    * ``"auto"`` (default): ``"eigen"`` where :func:`chiral_jax.eigen.prefers_eigen`
+      says the saved multiply-adds outweigh the basis change, else ``"kernel"``.
+
+    Both paths give the same outputs and gradients (to float rounding).
     """
 
     def __init__(
@@ -34,7 +52,11 @@ class TiedKernel(nnx.Module):
         kernel_init,
         bias_init,
         rngs: nnx.Rngs,
+        impl: Impl = "auto",
     ):
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        self.impl = impl
         self.layout_in = layout_in
         self.layout_out = layout_out
         self.mode = mode
@@ -49,6 +71,7 @@ class TiedKernel(nnx.Module):
         )
 
     def free_params(self) -> ChiralParams:
+        """The free blocks' current values as a :class:`ChiralParams` pytree."""
         kernel = {k: v[...] for k, v in self.kernel_blocks.items()}
         bias = None
         if self.bias_blocks is not None:
@@ -62,19 +85,79 @@ class TiedKernel(nnx.Module):
         """
         return self.generator.assemble(self.free_params())
 
+    def eigen_kernel(self) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        """The tied kernel in the even/odd basis: ``(A, B, bias_plus)``.
+
+        Shapes: ``A (*lead, n+_in, n+_out)``, ``B (*lead, n-_in, n-_out)``,
+        ``bias_plus (n+_out,)`` (None without bias; the ``-1`` space has none).
+        """
+        params = self.free_params()
+        a, b = eigen.eigen_kernels(self.generator, params.kernel)
+        bias = None if params.bias is None else eigen.eigen_bias(self.generator, params.bias)
+        return a, b, bias
+
+    @property
+    def resolved_impl(self) -> Literal["kernel", "eigen"]:
+        """The path ``impl`` picks for this layer's shapes (``"auto"`` resolved)."""
+        if self.impl != "auto":
+            return self.impl
+        taps = math.prod(self.generator.lead)
+        return "eigen" if eigen.prefers_eigen(self.layout_in, self.layout_out, taps) else "kernel"
+
+    def _op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+        """The layer's linear operation on channels-last ``x``, kernel ``(*lead, n_in, n_out)``."""
+        raise NotImplementedError
+
+    def apply(self, x: jax.Array) -> jax.Array:
+        """``op(x, kernel) + bias`` on joint-basis inputs ``[..., n_in]``, by ``resolved_impl``.
+
+        The computation dtype is ``self.dtype``, or promoted from the input and the
+        parameters when None, as in Flax layers.
+        """
+        if self.resolved_impl == "kernel":
+            kernel, bias = self.dense_kernel()
+            x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
+            return add_bias(self._op(x, kernel), bias)
+        a, b, bias = self.eigen_kernel()
+        x, a, b, bias = dtypes.promote_dtype((x, a, b, bias), dtype=self.dtype)
+        plus, minus = self._eigen_op(*eigen.to_eigen(x, self.layout_in), a, b, bias)
+        return eigen.from_eigen(plus, minus, self.layout_out)
+
+    def eigen_call(self, z: eigen.EigenActivations) -> eigen.EigenActivations:
+        """The layer on activations held in the even/odd basis (no basis change).
+
+        ``z.layout`` must be ``layout_in``; returns activations in ``layout_out``. See
+        :class:`chiral_jax.eigen.EigenActivations`: networks that stay in this form
+        change basis only around their activations.
+        """
+        if z.layout != self.layout_in:
+            raise ValueError(
+                f"eigen_call expects activations in this layer's input layout "
+                f"{self.layout_in}, got {z.layout}"
+            )
+        a, b, bias = self.eigen_kernel()
+        plus, minus, a, b, bias = dtypes.promote_dtype(
+            (z.plus, z.minus, a, b, bias), dtype=self.dtype
+        )
+        return eigen.EigenActivations(*self._eigen_op(plus, minus, a, b, bias), self.layout_out)
+
+    def _eigen_op(self, plus, minus, a, b, bias) -> tuple[jax.Array, jax.Array]:
+        return add_bias(self._op(plus, a), bias), self._op(minus, b)
+
     def load_dense(self, kernel: jax.Array, bias: jax.Array | None = None) -> None:
         """Set the free blocks to the orthogonal projection of a plain kernel (and bias)."""
         if bias is not None and self.bias_blocks is None:
             raise ValueError("this layer has no bias (use_bias=False) but a bias was given")
         params = self.generator.project(kernel, bias)
         for k, v in params.kernel.items():
-            self.kernel_blocks[k].value = v.astype(self.kernel_blocks[k].value.dtype)
+            self.kernel_blocks[k][...] = v.astype(self.kernel_blocks[k][...].dtype)
         if params.bias is not None:
             for k, v in params.bias.items():
-                self.bias_blocks[k].value = v.astype(self.bias_blocks[k].value.dtype)
+                self.bias_blocks[k][...] = v.astype(self.bias_blocks[k][...].dtype)
 
     @property
     def num_free_params(self) -> int:
+        """Number of free parameters (kernel and bias blocks)."""
         return self.generator.count(self.use_bias)
 
 

@@ -1,0 +1,147 @@
+"""Run the benchmark suite: ``python -m benchmarks.run [--quick] [--out FILE.json]``.
+
+Prints one table row per case and writes every measurement to JSON: the device
+line, the command, load averages, and per case the median seconds of each variant,
+its median per-round ratio to the plain baseline, XLA's FLOP count, and for models
+the parameter counts. The summary names the project's targets:
+
+* P1: chiral dense / conv layer, forward + backward, width 1020, batch >= 4096
+  (conv: >= 32 x 243 frames), time / plain: <= 0.6 required, <= 0.55 target;
+* P2: chiral temporal model, one pass / plain model with flip augmentation: <= 0.35.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.layers import LayerCase, run_layer_case
+from benchmarks.temporal import ModelCase, run_model_case
+from benchmarks.timing import device_line
+
+PASSES = ("fwd", "fwd+bwd")
+
+
+def layer_cases(quick: bool) -> list[LayerCase]:
+    if quick:
+        return [
+            LayerCase("dense", 1020, 2048, "fwd+bwd"),
+            LayerCase("dense", 1020, 2048, "fwd+bwd", activation=True),
+            LayerCase("conv", 1020, 4, "fwd"),
+        ]
+    cases = [
+        LayerCase("dense", width, batch, pass_)
+        for width in (256, 1020, 2048)
+        for batch in (256, 1024, 4096, 8192)
+        for pass_ in PASSES
+    ]
+    cases += [LayerCase("conv", width, 8, pass_) for width in (256, 1020, 2048) for pass_ in PASSES]
+    cases += [LayerCase("conv", 1020, 32, pass_) for pass_ in PASSES]
+    cases += [
+        LayerCase("dense", 1020, batch, pass_, activation=True)
+        for batch in (4096, 8192)
+        for pass_ in PASSES
+    ]
+    cases += [LayerCase("conv", 1020, 32, pass_, activation=True) for pass_ in PASSES]
+    return cases
+
+
+def model_cases(quick: bool) -> list[ModelCase]:
+    if quick:
+        return [ModelCase((3, 3, 3), batch=4, impls=("auto", "structured"))]
+    return [ModelCase((3, 3, 3), batch=8), ModelCase((3, 3, 3, 3, 3), batch=8)]
+
+
+def _format_row(record: dict, ratio_key: str) -> str:
+    seconds, ratios = record["seconds"], record[ratio_key]
+    cells = [f"{name} {seconds[name] * 1e3:8.1f} ms {ratios[name]:5.3f}" for name in seconds]
+    return f"{record['case']:<36s} | " + " | ".join(cells)
+
+
+def summary(layers: list[dict], models: list[dict]) -> dict:
+    """P1 and P2: the ratios at the largest measured target sizes."""
+    out = {}
+
+    def pick(kind: str, activation: bool, min_rows: int) -> dict | None:
+        found = [
+            r for r in layers
+            if r["kind"] == kind and r["width"] == 1020 and r["pass_"] == "fwd+bwd"
+            and r["activation"] == activation and r["rows"] >= min_rows
+        ]
+        return max(found, key=lambda r: r["rows"]) if found else None
+
+    for key, kind, activation, min_rows, variant in (
+        ("P1 dense (flat layer, eigen)", "dense", False, 4096, "eigen"),
+        ("P1 dense+tanh (structured)", "dense", True, 4096, "structured"),
+        ("P1 conv (flat layer, eigen)", "conv", False, 32 * 243, "eigen"),
+        ("P1 conv+tanh (structured)", "conv", True, 32 * 243, "structured"),
+    ):
+        record = pick(kind, activation, min_rows)
+        if record is not None:
+            out[key] = {"case": record["case"], "ratio": record["ratio"][variant]}
+    if models:
+        record = max(models, key=lambda r: r["receptive_field"])
+        for name in record["seconds"]:
+            if name.startswith("chiral"):
+                out[f"P2 {name}"] = {
+                    "case": record["case"], "ratio": record["ratio_to_plain_flip"][name]
+                }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few cases, < 2 minutes")
+    parser.add_argument("--out", type=Path, help="write the JSON record here")
+    parser.add_argument("--rounds", type=int, help="timing rounds per case (default 7; quick 3)")
+    parser.add_argument("--skip-layers", action="store_true")
+    parser.add_argument("--skip-models", action="store_true")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    record = {
+        "device": device_line(),
+        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "rounds": rounds,
+        "load_average_start": os.getloadavg(),
+        "layers": [],
+        "models": [],
+    }
+    print(record["device"])
+    start = time.perf_counter()
+    if not args.skip_layers:
+        print("layer cases (median ms, median per-round ratio to plain):")
+        for case in layer_cases(args.quick):
+            result = run_layer_case(case, rounds)
+            result["load_average"] = os.getloadavg()
+            record["layers"].append(result)
+            print(_format_row(result, "ratio"), flush=True)
+    if not args.skip_models:
+        print("model cases (median ms, median per-round ratio to plain with flip):")
+        for case in model_cases(args.quick):
+            result = run_model_case(case, rounds)
+            result["load_average"] = os.getloadavg()
+            record["models"].append(result)
+            print(_format_row(result, "ratio_to_plain_flip"), flush=True)
+            params = result["params"]
+            print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
+    record["summary"] = summary(record["layers"], record["models"])
+    record["load_average_end"] = os.getloadavg()
+    record["seconds_total"] = time.perf_counter() - start
+    print("summary:")
+    for key, value in record["summary"].items():
+        print(f"  {key:<36s} {value['ratio']:.3f}  ({value['case']})")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

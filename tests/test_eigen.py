@@ -1,0 +1,220 @@
+"""The even/odd path: same values and gradients as the assembled kernel, and equivariant."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _layouts import layout_pairs, random_layout
+from flax import nnx
+
+from chiral_jax import (
+    ChiralBatchNorm,
+    ChiralConv1d,
+    ChiralGenerator,
+    ChiralLayout,
+    ChiralLinear,
+    assert_equivariant,
+)
+from chiral_jax.eigen import (
+    EigenActivations,
+    eigen_bias,
+    eigen_kernels,
+    from_eigen,
+    multiply_adds,
+    prefers_eigen,
+    to_eigen,
+)
+from chiral_jax.skeletons import H36M_17
+
+RTOL = 1e-5
+# Random layouts (any joint order, |Dn| in 0..D), plus the corner cases: no pairs,
+# no centre joints, nothing negated, everything negated.
+EDGE = [
+    ChiralLayout(left=(), right=(), centre=(2, 0, 1), dims=3, negated=(1,)),
+    ChiralLayout(left=(3, 0), right=(1, 2), centre=(), dims=2, negated=(0, 1)),
+    ChiralLayout(left=(1,), right=(0,), centre=(2,), dims=4, negated=()),
+]
+PAIRS = layout_pairs(11, 2, max_joints=8) + [(EDGE[0], EDGE[1]), (EDGE[1], EDGE[2])]
+CASES = [
+    (li, lo, mode, use_bias)
+    for (li, lo), mode, use_bias in zip(
+        PAIRS, ["complete", "paper", "complete", "paper"], [True, False, False, True], strict=True
+    )
+]
+
+
+def _normal(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _assert_trees_close(ref, got, rtol=RTOL):
+    """Leafwise ``max|got - ref| <= rtol * max|ref|`` (the tree's largest leaf if one is 0)."""
+    leaves = [np.asarray(v) for v in jax.tree.leaves(ref)]
+    overall = max((float(np.abs(v).max()) for v in leaves if v.size), default=0.0)
+    assert overall > 0
+    for r, g in zip(leaves, jax.tree.leaves(got), strict=True):
+        assert r.shape == g.shape
+        if r.size:
+            scale = float(np.abs(r).max()) or overall
+            np.testing.assert_allclose(g, r, rtol=0, atol=rtol * scale)
+
+
+def _paths_agree(layer, x):
+    """The layer with ``impl="kernel"`` and an exact copy with ``impl="eigen"`` give the
+    same ``f(x)`` and gradients of ``<f(x), g>`` (fixed random ``g``) w.r.t. the free
+    blocks and ``x``; both paths run in one compiled call."""
+    layer.impl = "kernel"
+    twin = nnx.clone(layer)
+    twin.impl = "eigen"
+    graphdefs = nnx.graphdef(layer), nnx.graphdef(twin)
+
+    def loss(state, x, graphdef):
+        y = nnx.merge(graphdef, state)(x)
+        return jnp.vdot(y, _normal(4, y.shape)), y
+
+    @jax.jit
+    def both(states, x):
+        return [
+            jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(state, x, graphdef)
+            for state, graphdef in zip(states, graphdefs, strict=True)
+        ]
+
+    ((_, y_kernel), g_kernel), ((_, y_eigen), g_eigen) = both(
+        (nnx.state(layer), nnx.state(twin)), x
+    )
+    _assert_trees_close((y_kernel, g_kernel), (y_eigen, g_eigen))
+
+
+def test_basis_change_is_invertible_and_diagonalises_the_mirror():
+    def check(x, layout):
+        plus, minus = to_eigen(x, layout)
+        return plus, minus, from_eigen(plus, minus, layout), to_eigen(layout.transform(x), layout)
+
+    for layout in (*EDGE, *(li for li, _ in PAIRS)):
+        x = _normal(0, (3, layout.size))
+        plus, minus, back, (mirrored_plus, mirrored_minus) = jax.jit(check, static_argnums=1)(
+            x, layout
+        )
+        assert plus.shape == (3, layout.n_plus) and minus.shape == (3, layout.n_minus)
+        np.testing.assert_allclose(back, x, atol=1e-6)
+        np.testing.assert_allclose(mirrored_plus, plus, atol=1e-6)
+        np.testing.assert_allclose(mirrored_minus, -minus, atol=1e-6)
+
+
+@pytest.mark.parametrize(("li", "lo", "mode", "use_bias"), CASES[:3])
+def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode, use_bias):
+    gen = ChiralGenerator(li, lo, mode, lead=(2,))
+    init = nnx.initializers.normal(1.0)
+    params = gen.init(jax.random.key(1), init, init)
+    x = _normal(2, (5, li.size))
+
+    @jax.jit
+    def both(params, x):
+        kernel, bias = gen.assemble(params)
+        a, b = eigen_kernels(gen, params.kernel)
+        plus, minus = to_eigen(x, li)
+        want = [to_eigen(x @ kernel[tap] + bias[None], lo) for tap in range(2)]
+        got = [(plus @ a[t] + eigen_bias(gen, params.bias)[None], minus @ b[t]) for t in range(2)]
+        return want, got, a.shape, b.shape
+
+    want, got, a_shape, b_shape = both(params, x)
+    _assert_trees_close(want, got)
+    assert a_shape == (2, li.n_plus, lo.n_plus) and b_shape == (2, li.n_minus, lo.n_minus)
+    # n+ n+ + n- n- multiply-adds per tap: the dimension of the complete equivariant space.
+    assert multiply_adds(li, lo)[1] == math.prod(a_shape[1:]) + math.prod(b_shape[1:])
+
+
+@pytest.mark.parametrize(("li", "lo", "mode", "use_bias"), CASES)
+def test_linear_paths_agree_in_values_and_gradients(li, lo, mode, use_bias):
+    layer = ChiralLinear(li, lo, mode=mode, use_bias=use_bias, rngs=nnx.Rngs(0))
+    _paths_agree(layer, _normal(3, (2, 3, li.size)))
+
+
+CONV = [  # (kernel_size, strides, dilation, padding); VALID: the equivariance test
+    (3, 2, 2, "SAME"),
+    (2, 1, 3, "CAUSAL"),
+    (1, 2, 1, (2, 0)),
+]
+
+
+@pytest.mark.parametrize(("conv", "case"), list(zip(CONV, CASES[::-1][:3], strict=True)))
+def test_conv_paths_agree_in_values_and_gradients(conv, case):
+    kernel_size, strides, dilation, padding = conv
+    li, lo, mode, use_bias = case
+    layer = ChiralConv1d(
+        li, lo, kernel_size, strides=strides, dilation=dilation, padding=padding, mode=mode,
+        use_bias=use_bias, rngs=nnx.Rngs(0),
+    )
+    _paths_agree(layer, _normal(5, (2, 9, li.size)))
+
+
+def test_eigen_path_is_equivariant():
+    mode = "paper"  # complete mode: the structured-network test
+    hidden = ChiralLayout.hidden(pairs=6, centre=5, dims=6, negated=2)
+    pose_2d, pose_3d = H36M_17.layout(2), H36M_17.layout(3)
+    first = ChiralConv1d(pose_2d, hidden, 3, dilation=2, mode=mode, impl="eigen", rngs=nnx.Rngs(0))
+    last = ChiralLinear(hidden, pose_3d, mode=mode, impl="eigen", rngs=nnx.Rngs(1))
+
+    def net(x):
+        return last(jnp.tanh(first(x)))
+
+    assert_equivariant(jax.jit(net), pose_2d, pose_3d, _normal(7, (2, 11, pose_2d.size)))
+
+
+def test_structured_network_equals_flat_network_in_train_and_eval():
+    hidden = ChiralLayout.hidden(pairs=3, centre=2, dims=4, negated=1)
+    pose = random_layout(np.random.default_rng(3), max_joints=9, dims=2)
+    conv = ChiralConv1d(pose, hidden, 3, rngs=nnx.Rngs(0))
+    out = ChiralLinear(hidden, pose, rngs=nnx.Rngs(2))
+    bn_flat = ChiralBatchNorm(hidden, rngs=nnx.Rngs(1))
+    bn_structured = nnx.clone(bn_flat)
+    x = _normal(8, (4, 7, pose.size))
+
+    @nnx.jit
+    def flat(bn, x):
+        return out(jnp.tanh(bn(conv(x))))
+
+    @nnx.jit
+    def structured(bn, x):
+        z = EigenActivations.from_joint(x, pose)
+        return out.eigen_call(conv.eigen_call(z).norm(bn).map("tanh")).to_joint()
+
+    # Training: batch statistics, and the same running-average update.
+    _assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
+    _assert_trees_close(nnx.state(bn_flat), nnx.state(bn_structured))
+    # Evaluation: the running statistics as one fused affine map per array.
+    bn_flat.eval()
+    bn_structured.eval()
+    _assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
+    assert_equivariant(lambda x: structured(bn_structured, x), pose, pose, x)
+
+
+def test_structured_activations_check_their_inputs():
+    layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
+    z = EigenActivations.from_joint(_normal(9, (2, layout.size)), layout)
+    assert jax.tree.leaves(jax.jit(lambda z: z + z)(z))[0].shape == (2, layout.n_plus)
+    with pytest.raises(ValueError, match="not odd"):
+        z.map(jax.nn.relu)
+    with pytest.raises(ValueError, match="need plus"):
+        EigenActivations(z.minus, z.plus, layout)
+    other = ChiralLayout.hidden(pairs=1, centre=1, dims=3, negated=1)
+    with pytest.raises(ValueError, match="input layout"):
+        ChiralLinear(other, layout, rngs=nnx.Rngs(0)).eigen_call(z)
+    with pytest.raises(ValueError, match="batch norm layout"):
+        z.norm(ChiralBatchNorm(other, rngs=nnx.Rngs(0)))
+
+
+def test_auto_picks_eigen_for_wide_layers_only():
+    wide = ChiralLayout.hidden(pairs=6, centre=5, dims=60, negated=20)
+    assert prefers_eigen(wide, wide) and not prefers_eigen(H36M_17.layout(2), H36M_17.layout(3))
+    # Invariant layouts have no -1 space: the eigen path would save nothing.
+    invariant = ChiralLayout.invariant(64)
+    assert multiply_adds(invariant, invariant) == (64 * 64, 64 * 64)
+    assert not prefers_eigen(invariant, invariant, taps=9)
+    narrow = ChiralLayout.hidden(pairs=6, centre=5, dims=3, negated=1)
+    assert ChiralConv1d(narrow, narrow, 3, rngs=nnx.Rngs(0)).resolved_impl == "kernel"
+    assert ChiralLinear(narrow, narrow, impl="eigen", rngs=nnx.Rngs(0)).resolved_impl == "eigen"
+    with pytest.raises(ValueError, match="impl must be one of"):
+        ChiralLinear(narrow, narrow, impl="fast", rngs=nnx.Rngs(0))
