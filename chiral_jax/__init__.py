@@ -15,6 +15,7 @@ from chiral_jax._norm import ChiralBatchNorm
 from chiral_jax._recurrent import ChiralGRUCell, ChiralLSTMCell, ChiralRNN
 from chiral_jax._variables import ChiralParam
 from chiral_jax.activations import ODD_ACTIVATIONS, ChiralActivation, hardtanh, odd_activation
+from chiral_jax.eigen import EigenActivations
 from chiral_jax.generators import ChiralGenerator, ChiralParams
 from chiral_jax.skeletons import SKELETONS, Skeleton
 from chiral_jax.testing import assert_equivariant
@@ -33,6 +34,7 @@ __all__ = [
     "ChiralParams",
     "ChiralRNN",
     "Dropout",
+    "EigenActivations",
     "ODD_ACTIVATIONS",
     "SKELETONS",
     "Skeleton",

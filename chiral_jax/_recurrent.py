@@ -50,6 +50,7 @@ class _ChiralCell(nnx.Module):
         kernel_init=default_kernel_init,
         recurrent_kernel_init=default_kernel_init,
         bias_init=default_bias_init,
+        impl: str = "auto",
         rngs: nnx.Rngs,
     ):
         self.layout_in = layout_in
@@ -57,7 +58,9 @@ class _ChiralCell(nnx.Module):
         self.activation = odd_activation(activation)
         self.gate_activation = gate_activation
         gates = _gate_layout(layout_hidden, self.num_gates)
-        common = dict(mode=mode, dtype=dtype, param_dtype=param_dtype, precision=precision)
+        common = dict(
+            mode=mode, dtype=dtype, param_dtype=param_dtype, precision=precision, impl=impl
+        )
         self.input_gates = ChiralLinear(
             layout_in, gates, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs, **common
         )
@@ -86,6 +89,10 @@ class ChiralLSTMCell(_ChiralCell):
     Equivariance: with ``x -> T_in x`` and ``(c, h) -> (T_h c, T_h h)``, the outputs
     map to ``(T_h c', T_h h')``. Gates (input, forget, output) use
     ``layout_hidden`` with no negated dims; ``activation`` must be odd.
+
+    Keyword arguments: ``mode``, ``activation`` (odd), ``gate_activation``, ``dtype``,
+    ``param_dtype``, ``precision``, ``kernel_init``, ``recurrent_kernel_init``,
+    ``bias_init``, ``impl`` (passed to every :class:`ChiralLinear`), ``rngs``.
     """
 
     num_gates = 3
