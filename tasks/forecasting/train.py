@@ -21,6 +21,7 @@ from flax import nnx
 from chiral_jax.skeletons import PENN_ACTION_13
 from tasks.common.augment import flip_batch
 from tasks.common.data import Batcher
+from tasks.common.distributed import process_shard
 from tasks.common.train import TrainConfig, Trainer, predict
 from tasks.forecasting.metrics import pck
 from tasks.forecasting.model import (
@@ -116,6 +117,7 @@ def train_model(
         seed=config.seed,
         drop_last=len(samples) >= config.batch_size,
         transform=flip_half if augment else None,
+        **process_shard(),  # each host reads its share of every global batch
     )
     if out is not None:
         write_run(out, model_config, config, augment, steps_per_epoch=len(batcher))

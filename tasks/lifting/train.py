@@ -29,6 +29,7 @@ from chiral_jax.skeletons import Skeleton
 from tasks.common.augment import mirror_where
 from tasks.common.checkpoint import Checkpointer, CheckpointError
 from tasks.common.data import Batcher, WindowSampler
+from tasks.common.distributed import process_shard
 from tasks.common.train import TrainConfig, Trainer
 from tasks.lifting.data import Sequences
 from tasks.lifting.model import TemporalModel, set_bn_momentum, videopose3d_bn_momentum
@@ -130,6 +131,7 @@ def training_batcher(
         seed=seed,
         drop_last=len(sampler) > batch_size,  # one batch shape, one compilation
         transform=functools.partial(_mirror_flagged, layouts),
+        **process_shard(),  # each host reads its share of every global batch
     )
 
 

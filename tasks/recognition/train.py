@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from tasks.common.data import Batcher
+from tasks.common.distributed import process_shard
 from tasks.common.results import write_results
 from tasks.common.train import TrainConfig, Trainer, predict
 from tasks.recognition.augment import Augment
@@ -113,6 +114,7 @@ def train(
         seed=config.seed,
         drop_last=len(labels) >= config.batch_size,
         transform=augment,
+        **process_shard(),  # each host reads its share of every global batch
     )
     model = build(model_config, seed=config.seed)
     trainer = Trainer(model, loss_fn, config, len(batcher), resume=resume)
