@@ -194,7 +194,7 @@ def _compare(args: argparse.Namespace, seeds: list[int]) -> None:
     )  # fmt: skip
     print(experiments.format_comparison(results))
     print(
-        f"chiral + flip TTA differs from chiral by at most "
+        f"MPJPE of chiral + flip TTA differs from chiral's by at most "
         f"{results['max_chiral_tta_difference_mm']:.2e} mm (exact equivariance)"
     )
     print(f"wall time {results['wall_seconds']:.0f} s")
