@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
-from tasks.common.camera import look_at, world_to_camera
+from tasks.common.camera import look_at, project_to_2d, world_to_camera
 from tasks.common.motion import make_subjects, simulate, to_skeleton
 from tasks.forecasting.penn import PENN_ACTIONS, write_video_mat
 
@@ -160,8 +160,8 @@ def _project(view: _View, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cam = world_to_camera(world, view.orientation, view.position)
     if np.any(cam[..., 2] <= 0.05):
         raise ValueError("a joint lies at or behind the camera; the framing is invalid")
-    pixels = view.focal * cam[..., :2] / cam[..., 2:] + np.array([view.width, view.height]) / 2
-    return pixels, cam[..., 2]
+    intrinsics = [view.focal, view.focal, view.width / 2, view.height / 2, 0, 0, 0, 0, 0]
+    return project_to_2d(cam, intrinsics), cam[..., 2]
 
 
 def occluded(pixels: np.ndarray, depth: np.ndarray, focal: float) -> np.ndarray:
