@@ -40,9 +40,9 @@ class LayerCase:
     ``frames`` output frames, kernel ``kernel_size``), which ``pass_`` to time, and
     whether a tanh follows the layer (``activation``).
 
-    Variants without activation: ``plain``, chiral ``kernel`` and ``eigen`` (flat arrays
-    in and out). With it: ``plain``, ``eigen`` (flat) and ``structured`` (activations in
-    and out held as :class:`EigenActivations`: the layer's ``eigen_call`` then ``map``).
+    Variants: ``plain``; chiral ``kernel`` and ``eigen`` (flat arrays in and out; no
+    ``kernel`` with the activation) and ``structured`` (activations in and out held as
+    :class:`EigenActivations`: the layer's ``eigen_call``, then ``map`` for the activation).
     """
 
     kind: str
@@ -66,7 +66,9 @@ class LayerCase:
 
     @property
     def variants(self) -> tuple[str, ...]:
-        return ("plain", "eigen", "structured") if self.activation else ("plain", "kernel", "eigen")
+        if self.activation:
+            return ("plain", "eigen", "structured")
+        return ("plain", "kernel", "eigen", "structured")
 
 
 def _layer(case: LayerCase, variant: str) -> nnx.Module:
@@ -87,8 +89,10 @@ def _layer(case: LayerCase, variant: str) -> nnx.Module:
 
 def _forward(case: LayerCase, variant: str, layer: nnx.Module):
     """``f(layer, x)`` for the variant (``x`` is :class:`EigenActivations` when structured)."""
-    if variant == "structured":
+    if variant == "structured" and case.activation:
         return lambda layer, z: layer.eigen_call(z).map("tanh")
+    if variant == "structured":
+        return lambda layer, z: layer.eigen_call(z)
     if case.activation:
         return lambda layer, x: jnp.tanh(layer(x))
     return lambda layer, x: layer(x)

@@ -77,8 +77,10 @@ def summary(layers: list[dict], models: list[dict]) -> dict:
 
     for key, kind, activation, min_rows, variant in (
         ("P1 dense (flat layer, eigen)", "dense", False, 4096, "eigen"),
+        ("P1 dense (structured layer)", "dense", False, 4096, "structured"),
         ("P1 dense+tanh (structured)", "dense", True, 4096, "structured"),
         ("P1 conv (flat layer, eigen)", "conv", False, 32 * 243, "eigen"),
+        ("P1 conv (structured layer)", "conv", False, 32 * 243, "structured"),
         ("P1 conv+tanh (structured)", "conv", True, 32 * 243, "structured"),
     ):
         record = pick(kind, activation, min_rows)

@@ -1,6 +1,9 @@
 """Model-level cases: the chiral temporal model in one pass against the plain model,
 alone and with test-time flip augmentation.
 
+The models are the lifting task's own :class:`tasks.lifting.model.TemporalModel`
+(VideoPose3D's architecture), in evaluation mode.
+
 Flip augmentation (VideoPose3D's evaluation): mirror the input, predict, mirror the
 prediction back, average with the prediction on the original. The mirrored copy is
 stacked on the batch axis, so the plain model runs once on twice the batch: the same
@@ -17,25 +20,26 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from benchmarks.model import TemporalModel
 from benchmarks.timing import Variant, flops, time_variants
 from chiral_jax import ChiralLayout
 from chiral_jax.skeletons import H36M_17
-
-HIDDEN = ChiralLayout.hidden(pairs=6, centre=5, dims=60, negated=20)
+from tasks.lifting.model import TemporalModel
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelCase:
     """``filter_widths`` (receptive field = product), ``batch`` sequences of ``frames``
-    output frames; the plain model has ``plain_channels`` (VideoPose3D: 1024). ``impls``
-    name the chiral variants: a layer ``impl``, or ``"structured"`` (eigen layers with
-    activations kept in the even/odd basis throughout)."""
+    output frames; the plain model has ``plain_channels`` (VideoPose3D: 1024), the chiral
+    one ``chiral_channels`` (1020 = 17 joints x 60 dims, 20 negated: the paper's). ``impls``
+    name the chiral variants: a layer ``impl`` on flat activations, or ``"structured"``
+    (activations kept in the even/odd basis throughout: the model's default at this
+    width)."""
 
     filter_widths: tuple[int, ...]
     batch: int
     frames: int = 243
     plain_channels: int = 1024
+    chiral_channels: int = 1020
     impls: tuple[str, ...] = ("auto", "kernel", "eigen", "structured")
 
     @property
@@ -53,7 +57,7 @@ def flip_average(model_fn, layout_in: ChiralLayout, layout_out: ChiralLayout):
     def fn(x):
         y = model_fn(jnp.concatenate([x, layout_in.transform(x, flat=True)], axis=0))
         y, y_flip = jnp.split(y, 2, axis=0)
-        return (y + layout_out.transform(y_flip, flat=True)) / 2
+        return (y + layout_out.transform(y_flip)) / 2
 
     return fn
 
@@ -64,26 +68,23 @@ def _pure(model: nnx.Module):
     return (lambda state, x: nnx.merge(graphdef, state)(x)), state
 
 
-def num_params(model: nnx.Module) -> int:
-    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
 def run_model_case(case: ModelCase, rounds: int) -> dict:
     """Time one case; returns a JSON-ready record (seconds, ratios, parameters, FLOPs)."""
     layout_in, layout_out = H36M_17.layout(2), H36M_17.layout(3)
-    n_in, n_out = layout_in.size, layout_out.size
     common = dict(filter_widths=case.filter_widths, rngs=nnx.Rngs(0))
-    plain = TemporalModel(n_in, n_out, channels=case.plain_channels, **common)
+    plain = TemporalModel(
+        H36M_17, H36M_17, chiral=False, channels=case.plain_channels, **common
+    )
     models = {
         f"chiral_{impl}": TemporalModel(
-            n_in, n_out, channels=HIDDEN.size, chiral_layouts=(layout_in, HIDDEN, layout_out),
-            impl="eigen" if impl == "structured" else impl, structured=impl == "structured",
+            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels,
+            impl="auto" if impl == "structured" else impl, structured=impl == "structured",
             **common,
         )
         for impl in case.impls
     }
     x = jax.random.normal(
-        jax.random.key(0), (case.batch, case.frames + case.receptive_field - 1, n_in)
+        jax.random.key(0), (case.batch, case.frames + case.receptive_field - 1, layout_in.size)
     )
     plain_fn, plain_state = _pure(plain)
     fns = {
@@ -102,11 +103,10 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
         "case": case.name,
         **dataclasses.asdict(case),
         "receptive_field": case.receptive_field,
-        "chiral_channels": HIDDEN.size,
         "seconds": timing.seconds,
         "ratio_to_plain_flip": timing.ratio,
         "ratio_to_plain": {k: v / single for k, v in timing.seconds.items()},
-        "params": {"plain": num_params(plain), "chiral": num_params(next(iter(models.values())))},
+        "params": {"plain": plain.num_params, "chiral": next(iter(models.values())).num_params},
         "flops": {name: flops(fn, state, x) for name, (fn, state) in fns.items()},
         "rounds": timing.rounds,
     }

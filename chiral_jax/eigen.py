@@ -255,22 +255,32 @@ class EigenActivations:
         """Back to the joint basis: ``[..., J*D]`` in the layout's own order."""
         return from_eigen(self.plus, self.minus, self.layout)
 
-    def map(self, fn: str | Callable[[jax.Array], jax.Array]) -> EigenActivations:
+    def map(
+        self,
+        fn: str | Callable[[jax.Array], jax.Array],
+        then: Callable[[jax.Array], jax.Array] | None = None,
+    ) -> EigenActivations:
         """An odd elementwise function applied in the joint basis (e.g. ``"tanh"``).
 
         For a pair with ``x_L = p``, ``x_R = s q`` (``p = (u + v) / 2``,
         ``q = (u - v) / 2``), oddness gives ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)``:
         the signs drop out. Centre channels are mapped as they are. Raises
         ``ValueError`` for a function that is not odd (it would break equivariance).
+
+        ``then`` runs after ``fn`` on the joint-basis values, once per array
+        (``f(p)``, ``f(q)``, centre-positive, centre-negative): a map that commutes with
+        negation channel by channel, such as dropout (an ``nnx.Dropout`` module draws an
+        independent mask per call, as it would over the joint-basis channels).
         """
         with jax.ensure_compile_time_eval():
             fn = odd_activation(fn)
+        post = fn if then is None else (lambda a: then(fn(a)))
         pairs = len(self.layout.left) * self.layout.dims
         u, v = self.plus[..., :pairs], self.minus[..., :pairs]
         half = jnp.asarray(0.5, u.dtype)
-        f_p, f_q = fn((u + v) * half), fn((u - v) * half)
-        plus = jnp.concatenate([f_p + f_q, fn(self.plus[..., pairs:])], axis=-1)
-        minus = jnp.concatenate([f_p - f_q, fn(self.minus[..., pairs:])], axis=-1)
+        f_p, f_q = post((u + v) * half), post((u - v) * half)
+        plus = jnp.concatenate([f_p + f_q, post(self.plus[..., pairs:])], axis=-1)
+        minus = jnp.concatenate([f_p - f_q, post(self.minus[..., pairs:])], axis=-1)
         return EigenActivations(plus, minus, self.layout)
 
     def map_arrays(self, fn: Callable[[jax.Array], jax.Array]) -> EigenActivations:
@@ -284,32 +294,38 @@ class EigenActivations:
         return EigenActivations.from_joint(fn(self.to_joint()), layout_out or self.layout)
 
     def norm(self, bn, *, use_running_average: bool | None = None) -> EigenActivations:
-        """A :class:`~chiral_jax.ChiralBatchNorm` in this basis.
+        """A :class:`~chiral_jax.ChiralBatchNorm` in this basis, with no basis change.
 
-        In evaluation (running statistics) batch norm is ``x * m + c`` per channel
-        with ``m`` swap-symmetric and ``c`` mirror-symmetric, which this basis keeps
-        diagonal: one fused multiply-add per array. In training it runs in the joint
-        basis (:meth:`joint_map`), so the statistics and their updates are exactly
-        those of ``bn(x)``.
+        Batch norm is ``x * m + c`` per channel with ``m`` swap symmetric and ``c``
+        mirror symmetric, which this basis keeps diagonal: one fused multiply-add per
+        array. In training the united batch statistics come from this basis too
+        (:func:`mirror_stats`), and ``bn``'s running averages are updated exactly as
+        ``bn(x)`` would update them.
         """
         if bn.layout != self.layout:
             raise ValueError(f"batch norm layout {bn.layout} != activations' {self.layout}")
         use_ra = bn.use_running_average if use_running_average is None else use_running_average
-        if not use_ra:
-            return self.joint_map(lambda x: bn(x, use_running_average=False))
-        mul = jax.lax.rsqrt(bn.var[...] + bn.epsilon)
+        if use_ra:
+            mean, var = bn.mean[...], bn.var[...]
+        else:
+            mean, var = mirror_stats(self, bn.axis_name)
+            bn.mean[...] = bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean
+            bn.var[...] = bn.momentum * bn.var[...] + (1 - bn.momentum) * var
+        mul = jax.lax.rsqrt(var + bn.epsilon)
         scale, offset = bn.scale(), bn.offset()
         if scale is not None:
             mul = mul * scale
-        shift = -bn.mean[...] * mul
+        shift = -mean * mul
         if offset is not None:
             shift = shift + offset
         mul_plus, mul_minus = _left_copies(mul, self.layout)
         shift_plus, shift_minus = to_eigen(shift, self.layout)
-        dtype = self.plus.dtype
+        # The dtype ``bn(x)`` computes in: its own, else that of x, statistics and affine.
+        affine_terms = [t for t in (mean, scale, offset) if t is not None]
+        dtype = bn.dtype or jnp.result_type(self.plus, *affine_terms)
 
         def affine(a, m, c):
-            return a * _row(m, a.ndim, dtype) + _row(c, a.ndim, dtype)
+            return a.astype(dtype) * _row(m, a.ndim, dtype) + _row(c, a.ndim, dtype)
 
         return EigenActivations(
             affine(self.plus, mul_plus, shift_plus),
@@ -326,6 +342,40 @@ class EigenActivations:
 jax.tree_util.register_dataclass(
     EigenActivations, data_fields=["plus", "minus"], meta_fields=["layout"]
 )
+
+
+def mirror_stats(z: EigenActivations, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+    """The batch statistics of ``z`` united with its mirror image, in the joint basis.
+
+    Returns ``(mu, var)``, each ``[layout.size]`` in the layout's order, equal to what
+    :class:`~chiral_jax.ChiralBatchNorm` computes from ``z.to_joint()``: the mean and
+    variance over every axis but the last of the batch and its mirror (in float32).
+    In this basis ``mu_L = s mu_R = E[u] / 2``, ``mu_cp = E[c_p]``, ``mu_cn = 0``, and
+    ``E[x^2]`` is ``(E[u^2] + E[v^2]) / 4`` for both joints of a pair, ``E[c^2]`` for a
+    centre channel. ``axis_name``: a mapped axis to average the statistics over.
+    """
+    layout = z.layout
+    plus, minus = z.plus.astype(jnp.float32), z.minus.astype(jnp.float32)
+    axes = tuple(range(plus.ndim - 1))
+    stats = (
+        jnp.mean(plus, axis=axes),
+        jnp.mean(jnp.square(plus), axis=axes),
+        jnp.mean(jnp.square(minus), axis=axes),
+    )
+    if axis_name is not None:
+        stats = jax.lax.pmean(stats, axis_name)
+    m_plus, q_plus, q_minus = stats
+    pairs = len(layout.left) * layout.dims
+    mu = from_eigen(m_plus, jnp.zeros((layout.n_minus,), jnp.float32), layout)
+    # Both joints of a pair get w = (E[u^2] + E[v^2]) / 4: u = (1 + s) w, v = (1 - s) w.
+    w = (q_plus[:pairs] + q_minus[:pairs]) / 4
+    s = _pair_signs(layout, jnp.float32, 1)
+    q = from_eigen(
+        jnp.concatenate([(1 + s) * w, q_plus[pairs:]]),
+        jnp.concatenate([(1 - s) * w, q_minus[pairs:]]),
+        layout,
+    )
+    return mu, jnp.maximum(q - jnp.square(mu), 0.0)
 
 
 def _row(v: jax.Array, ndim: int, dtype) -> jax.Array:

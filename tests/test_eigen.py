@@ -22,6 +22,7 @@ from chiral_jax.eigen import (
     eigen_bias,
     eigen_kernels,
     from_eigen,
+    mirror_stats,
     multiply_adds,
     prefers_eigen,
     to_eigen,
@@ -189,6 +190,27 @@ def test_structured_network_equals_flat_network_in_train_and_eval():
     bn_structured.eval()
     _assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
     assert_equivariant(lambda x: structured(bn_structured, x), pose, pose, x)
+
+
+@pytest.mark.parametrize("layout", [random_layout(np.random.default_rng(s)) for s in (4, 5)] + EDGE)
+def test_mirror_stats_and_norm_equal_batch_norm_on_any_layout(layout):
+    """Batch statistics from the even/odd basis equal the joint-basis ones (any joint
+    order, any negated dims, no pairs / no centre), as do the output and the update."""
+    x = _normal(10, (3, 5, layout.size)) * 2.0 + 0.7
+    bn = ChiralBatchNorm(layout, momentum=0.5, rngs=nnx.Rngs(0))
+    bn_structured = nnx.clone(bn)
+    z = EigenActivations.from_joint(x, layout)
+    _assert_trees_close(mirror_stats(z), bn._mirror_stats(x))
+    _assert_trees_close(z.norm(bn_structured).to_joint(), bn(x))
+    _assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
+
+
+def test_map_then_runs_in_the_joint_basis():
+    """``then`` sees joint-basis values: a per-channel scaling equals scaling ``tanh(x)``."""
+    layout = random_layout(np.random.default_rng(6), max_joints=7)
+    x = _normal(11, (4, layout.size))
+    z = EigenActivations.from_joint(x, layout).map("tanh", then=lambda a: 3.0 * a)
+    _assert_trees_close(z.to_joint(), 3.0 * jnp.tanh(x))
 
 
 def test_structured_activations_check_their_inputs():

@@ -24,6 +24,14 @@ Every conv module is built undilated with stride 1; the two paths only rearrange
 around the module's own call: the dilated path splits the sequence into ``dilation``
 interleaved phases (a conv with dilation ``d`` is an undilated conv on each phase), the
 strided path cuts it into windows of the kernel width (one output each).
+
+A chiral model runs *structured* by default where the even/odd path pays (wide hidden
+layers): activations stay in the even/odd basis (:class:`chiral_jax.eigen.EigenActivations`)
+from the expand conv to the shrink conv, so each conv is two half-size convs, batch norm
+and tanh are fused elementwise maps, and the basis changes only at the narrow input and
+output. It is the same function as the flat path (joint-basis arrays between layers) on
+the same weights, up to float rounding; dropout masks are drawn per array in the joint
+basis, so training draws other masks than the flat path, from the same distribution.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout, Skeleton
+from chiral_jax._tied import Impl
 from chiral_jax.activations import ODD_ACTIVATIONS, odd_activation
+from chiral_jax.eigen import EigenActivations, prefers_eigen
 from chiral_jax.generators import MODES, Mode
 
 Activation = str | Callable[[jax.Array], jax.Array]
@@ -105,6 +115,7 @@ class _Layers:
 
     chiral: bool
     mode: Mode
+    impl: Impl
     momentum: float
     dtype: jnp.dtype | None
     param_dtype: jnp.dtype
@@ -115,7 +126,9 @@ class _Layers:
             use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
         )
         if self.chiral:
-            return ChiralConv1d(n_in, n_out, width, padding="VALID", mode=self.mode, **kwargs)
+            return ChiralConv1d(
+                n_in, n_out, width, padding="VALID", mode=self.mode, impl=self.impl, **kwargs
+            )
         return nnx.Conv(n_in, n_out, (width,), padding="VALID", **kwargs)
 
     def norm(self, n) -> nnx.Module:
@@ -127,31 +140,59 @@ class _Layers:
         return nnx.BatchNorm(n, **kwargs)
 
 
-def _dilated_conv(conv: nnx.Module, x: jax.Array, width: int, dilation: int) -> jax.Array:
+Features = jax.Array | EigenActivations
+"""Hidden activations: a flat joint-basis array, or the structured even/odd form."""
+
+
+def _apply(layer: nnx.Module, x: Features) -> Features:
+    """A conv or batch norm on either form of activations."""
+    if not isinstance(x, EigenActivations):
+        return layer(x)
+    if isinstance(layer, ChiralBatchNorm):
+        return x.norm(layer)
+    return layer.eigen_call(x)
+
+
+def _on_arrays(fn: Callable[[jax.Array], jax.Array], x: Features) -> Features:
+    """``fn`` (acting on leading axes only: time crops, reshapes) on either form."""
+    return x.map_arrays(fn) if isinstance(x, EigenActivations) else fn(x)
+
+
+def _frames(x: Features) -> int:
+    return (x.plus if isinstance(x, EigenActivations) else x).shape[1]
+
+
+def _dilated_conv(conv: nnx.Module, x: Features, width: int, dilation: int) -> Features:
     """An undilated valid ``conv`` applied with ``dilation``: ``[n, t, c] -> [n, t', c']``.
 
     Output frame ``p + m * dilation`` only reads input frames ``p + k * dilation``, so
     each phase ``p`` is an undilated conv on ``x[:, p::dilation]``.
     """
     if dilation == 1:
-        return conv(x)
-    n, t, c = x.shape
+        return _apply(conv, x)
+    t = _frames(x)
     steps = -(-t // dilation)
-    # Zero frames appended at the end only reach outputs past the valid length (cropped).
-    x = jnp.pad(x, ((0, 0), (0, steps * dilation - t), (0, 0)))
-    phases = x.reshape(n, steps, dilation, c).swapaxes(1, 2)
-    y = conv(phases).swapaxes(1, 2)
-    return y.reshape(n, -1, y.shape[-1])[:, : t - (width - 1) * dilation]
+
+    def to_phases(a: jax.Array) -> jax.Array:
+        # Zero frames appended at the end only reach outputs past the valid length (cropped).
+        a = jnp.pad(a, ((0, 0), (0, steps * dilation - t), (0, 0)))
+        return a.reshape(a.shape[0], steps, dilation, a.shape[-1]).swapaxes(1, 2)
+
+    def from_phases(a: jax.Array) -> jax.Array:
+        a = a.swapaxes(1, 2)
+        return a.reshape(a.shape[0], -1, a.shape[-1])[:, : t - (width - 1) * dilation]
+
+    return _on_arrays(from_phases, _apply(conv, _on_arrays(to_phases, x)))
 
 
-def _strided_conv(conv: nnx.Module, x: jax.Array, width: int) -> jax.Array:
+def _strided_conv(conv: nnx.Module, x: Features, width: int) -> Features:
     """An undilated valid ``conv`` of kernel ``width`` with stride ``width``.
 
     Shapes: ``[n, k * width, c] -> [n, k, c']`` (one output per window of ``width`` frames).
     """
-    n, t, c = x.shape
-    y = conv(x.reshape(n, t // width, width, c))
-    return y.reshape(n, t // width, y.shape[-1])
+    k = _frames(x) // width
+    windows = _on_arrays(lambda a: a.reshape(a.shape[0], k, width, a.shape[-1]), x)
+    return _on_arrays(lambda a: a.reshape(a.shape[0], k, a.shape[-1]), _apply(conv, windows))
 
 
 class _Block(nnx.Module):
@@ -169,16 +210,20 @@ class _Block(nnx.Module):
         self.conv1 = layers.conv(hidden, hidden, 1, use_bias=False)
         self.bn1 = layers.norm(hidden)
 
-    def __call__(self, x: jax.Array, post: Callable, strided: bool) -> jax.Array:
+    def __call__(self, x: Features, post: Callable, strided: bool) -> Features:
         if strided:
-            res = x.reshape(x.shape[0], -1, self.width, x.shape[-1])[:, :, self.residual_tap]
+            tap, width = self.residual_tap, self.width
+            res = _on_arrays(
+                lambda a: a.reshape(a.shape[0], -1, width, a.shape[-1])[:, :, tap], x
+            )
             h = _strided_conv(self.conv, x, self.width)
         else:
             start = self.residual_tap * self.dilation
-            res = x[:, start : start + x.shape[1] - (self.width - 1) * self.dilation]
+            stop = start + _frames(x) - (self.width - 1) * self.dilation
+            res = _on_arrays(lambda a: a[:, start:stop], x)
             h = _dilated_conv(self.conv, x, self.width, self.dilation)
-        h = post(self.bn(h))
-        return res + post(self.bn1(self.conv1(h)))
+        h = post(_apply(self.bn, h))
+        return res + post(_apply(self.bn1, _apply(self.conv1, h)))
 
 
 class TemporalModel(nnx.Module):
@@ -203,6 +248,12 @@ class TemporalModel(nnx.Module):
       activation: a name or callable; default ``"tanh"`` for chiral (which must be odd)
         and ``"relu"`` for plain, as in the paper.
       negated_fraction: chiral only: the fraction of each hidden joint's dims negated.
+      impl: chiral only: the convs' path on flat arrays, ``"auto"``, ``"kernel"`` or
+        ``"eigen"`` (:class:`chiral_jax.ChiralConv1d`).
+      structured: chiral only: keep hidden activations in the even/odd basis (see the
+        module docstring). ``None`` (default) decides by size: structured when the even/odd
+        path is expected to pay for the hidden convs (:func:`chiral_jax.eigen.prefers_eigen`
+        with their widest kernel), as ``impl="auto"`` decides for one layer.
       bn_momentum: running-average decay, Flax convention (PyTorch's 0.1 is 0.9 here);
         decay it per epoch with :func:`set_bn_momentum`.
       dtype, param_dtype: computation and parameter dtypes of every layer.
@@ -227,6 +278,8 @@ class TemporalModel(nnx.Module):
         mode: Mode = "complete",
         activation: Activation | None = None,
         negated_fraction: float = 1 / 3,
+        impl: Impl = "auto",
+        structured: bool | None = None,
         bn_momentum: float = 0.9,
         dtype=None,
         param_dtype=jnp.float32,
@@ -246,10 +299,15 @@ class TemporalModel(nnx.Module):
                 self.activation = odd_activation("tanh" if activation is None else activation)
             hidden = hidden_layout(skeleton_in, channels, negated_fraction)
             n_in, n_out = self.layout_in, self.layout_out
+            if structured is None:
+                structured = prefers_eigen(hidden, hidden, taps=max(widths))
         else:
+            if structured:
+                raise ValueError("structured=True needs chiral=True (the even/odd basis)")
             self.activation = _plain_activation("relu" if activation is None else activation)
             hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
-        layers = _Layers(chiral, mode, bn_momentum, dtype, param_dtype, rngs)
+        self.structured = bool(structured)
+        layers = _Layers(chiral, mode, impl, bn_momentum, dtype, param_dtype, rngs)
         self.expand_conv = layers.conv(n_in, hidden, widths[0], use_bias=False)
         self.expand_bn = layers.norm(hidden)
         dilations = [math.prod(widths[:i]) for i in range(1, len(widths))]
@@ -282,7 +340,9 @@ class TemporalModel(nnx.Module):
         """The number of trainable scalars (all ``nnx.Param`` leaves)."""
         return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
 
-    def _post(self, x: jax.Array) -> jax.Array:
+    def _post(self, x: Features) -> Features:
+        if isinstance(x, EigenActivations):
+            return x.map(self.activation, then=self.dropout)
         return self.dropout(self.activation(x))
 
     def _flatten_input(self, x: jax.Array) -> jax.Array:
@@ -309,15 +369,18 @@ class TemporalModel(nnx.Module):
         if frames < field:
             raise ValueError(f"frames={frames} is shorter than the receptive field {field}")
         x = x.reshape((-1,) + x.shape[-2:])
+        h = EigenActivations.from_joint(x, self.layout_in) if self.structured else x
         w0 = self.filter_widths[0]
         if strided:
-            h = _strided_conv(self.expand_conv, x, w0)
+            h = _strided_conv(self.expand_conv, h, w0)
         else:
-            h = self.expand_conv(x)
-        h = self._post(self.expand_bn(h))
+            h = _apply(self.expand_conv, h)
+        h = self._post(_apply(self.expand_bn, h))
         for block in self.blocks:
             h = block(h, self._post, strided)
-        y = self.shrink(h)
+        y = _apply(self.shrink, h)
+        if self.structured:
+            y = y.to_joint()
         return y.reshape(batch + y.shape[1:2] + (self.layout_out.num_joints, 3))
 
 

@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from chiral_jax import ChiralBatchNorm, assert_equivariant
+from chiral_jax.eigen import EigenActivations
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
 from tasks.lifting import model as lifting
 from tasks.lifting.model import SingleFrameModel, TemporalModel, flip_tta
@@ -146,6 +147,87 @@ def test_chiral_gradients_equal_for_mirrored_data():
     scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(g))
     assert scale > 0
     chex.assert_trees_all_close(g_mirror, g, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _structured_twin(model: TemporalModel) -> TemporalModel:
+    """The same weights and statistics with activations held in the even/odd basis."""
+    twin = nnx.clone(model)
+    twin.structured = True
+    return twin
+
+
+def test_structured_path_equals_flat_path(chiral_model):
+    """The even/odd form is the same function: evaluation, training, strided, causal."""
+    assert not chiral_model.structured  # 68 channels: too narrow for the default to pick it
+    twin = _structured_twin(chiral_model)
+    tol = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_pure(twin)(X), _pure(chiral_model)(X), **tol)
+    np.testing.assert_allclose(
+        _pure(twin, strided=True)(WINDOWS), _pure(chiral_model, strided=True)(WINDOWS), **tol
+    )
+    train, train_twin = _train_mode(chiral_model), _train_mode(twin)
+    (y, state), (y_twin, state_twin) = (
+        _apply(*nnx.split(m), X * 2.0 + 0.5) for m in (train, train_twin)
+    )
+    np.testing.assert_allclose(y_twin, y, **tol)
+    # Batch statistics computed in the even/odd basis update the running averages alike.
+    chex.assert_trees_all_close(
+        nnx.state(state_twin, nnx.BatchStat), nnx.state(state, nnx.BatchStat), **tol
+    )
+    causal = _model(True, causal=True)
+    causal.eval()
+    np.testing.assert_allclose(_pure(_structured_twin(causal))(X), _pure(causal)(X), **tol)
+
+
+def test_structured_gradients_equal_flat_gradients_and_stay_equivariant():
+    model = _train_mode(_model(True, filter_widths=(3,)))
+    twin = _structured_twin(model)
+
+    @nnx.jit
+    @nnx.grad
+    def grad(model, x, y):
+        return jnp.mean(jnp.linalg.norm(model(x) - y, axis=-1))
+
+    y = _poses(5, 4, FIELD, 17, 3)
+    g, g_twin = grad(model, X, y), grad(twin, X, y)
+    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(g))
+    chex.assert_trees_all_close(g_twin, g, rtol=1e-4, atol=1e-5 * scale)
+    g_mirror = grad(twin, L2.transform(X), L3.transform(y))
+    chex.assert_trees_all_close(g_mirror, g_twin, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_structured_model_equivariant_under_jit_and_vmap(chiral_model):
+    twin = _structured_twin(chiral_model)
+    f = _pure(twin)
+    assert_equivariant(f, L2, L3, X)
+    assert_equivariant(jax.vmap(f), L2, L3, X.reshape(2, 2, FIELD + 2, 17, 2))
+    assert_equivariant(_pure(_train_mode(twin), strided=True), L2, L3, WINDOWS)
+
+
+def test_structured_dropout_masks_joint_basis_channels():
+    """Dropout in the even/odd form drops joint-basis activations: some pose channels of
+    the first hidden layer are exactly zero, as with plain dropout."""
+    model = _model(True, filter_widths=(1,), dropout=0.5, structured=True)
+    z = EigenActivations.from_joint(X.reshape(4, FIELD + 2, 34), L2)
+
+    def first_hidden():
+        h = lifting._apply(model.expand_bn, lifting._apply(model.expand_conv, z))
+        return model._post(h).to_joint()
+
+    model.train()
+    zero = float(jnp.mean(first_hidden() == 0.0))
+    assert 0.4 < zero < 0.6, zero
+    model.eval()
+    assert float(jnp.mean(first_hidden() == 0.0)) == 0.0
+
+
+def test_structured_default_follows_width():
+    def make(channels):
+        return nnx.eval_shape(lambda: _model(True, channels=channels))
+
+    assert make(1020).structured and not make(CHANNELS).structured
+    with pytest.raises(ValueError, match="structured=True needs chiral=True"):
+        _model(False, structured=True)
 
 
 def test_plain_model_is_not_equivariant(plain_model):

@@ -1,0 +1,60 @@
+"""The benchmark suite runs end to end on tiny cases and writes a complete record.
+
+Only the record's structure and the pieces that are not timings are checked (no
+timing assertions: those numbers belong to ``benchmarks/results``).
+"""
+
+import json
+
+import pytest
+
+from benchmarks import run
+from benchmarks.layers import LayerCase, run_layer_case
+from benchmarks.temporal import ModelCase, run_model_case
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        LayerCase("dense", 68, 8, "fwd+bwd"),
+        LayerCase("dense", 68, 8, "fwd", activation=True),
+        LayerCase("conv", 64, 2, "fwd+bwd", frames=5),
+    ],
+    ids=lambda c: c.name,
+)
+def test_layer_case_record(case):
+    record = run_layer_case(case, rounds=1)
+    assert set(record["seconds"]) == set(case.variants) == set(record["ratio"])
+    assert record["ratio"]["plain"] == 1.0
+    assert all(t > 0 for t in record["seconds"].values())
+    assert record["rows"] == case.rows
+    # XLA's FLOP count: every even/odd variant does fewer multiplies than plain.
+    flops = record["flops"]
+    for name in ("eigen", "structured"):
+        if flops[name] is not None and flops["plain"] is not None:
+            assert flops[name] < flops["plain"], (name, flops)
+
+
+def test_model_case_record():
+    case = ModelCase((3,), batch=1, frames=3, plain_channels=34, chiral_channels=34,
+                     impls=("auto", "structured"))
+    record = run_model_case(case, rounds=1)
+    assert set(record["seconds"]) == {"plain", "plain_flip", "chiral_auto", "chiral_structured"}
+    assert record["ratio_to_plain_flip"]["plain_flip"] == 1.0
+    assert record["params"]["chiral"] < record["params"]["plain"]
+
+
+def test_main_writes_json_with_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "layer_cases", lambda quick: [LayerCase("dense", 68, 8, "fwd+bwd")])
+    monkeypatch.setattr(
+        run, "model_cases",
+        lambda quick: [ModelCase((3,), batch=1, frames=3, plain_channels=34, chiral_channels=34,
+                                 impls=("structured",))],
+    )
+    out = tmp_path / "bench.json"
+    run.main(["--quick", "--rounds", "1", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["device"].startswith(("CPU", "GPU", "TPU"))
+    assert len(record["layers"]) == 1 and len(record["models"]) == 1
+    # The P1 rows need width 1020 (absent here); P2 comes from the model case.
+    assert set(record["summary"]) == {"P2 chiral_structured"}
