@@ -65,6 +65,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dropout", type=float, help="dropout rate (0.25 if unset)")
     group.add_argument("--causal", action="store_true", help="causal (real-time) model")
+    group.add_argument(
+        "--flat",
+        action="store_true",
+        help="chiral: joint-basis activations between layers (default: the even/odd form "
+        "when the hidden convs are wide enough; same function)",
+    )
 
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
@@ -74,6 +80,7 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
         "channels": args.channels,
         "dropout": args.dropout,
         "causal": args.causal or None,
+        "structured": False if args.flat else None,
     }
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -42,6 +42,8 @@ class ModelConfig:
     ``channels`` is the plain model's width; the chiral model uses the largest
     multiple of the joint count not above it (1024 -> 1020 for 17 joints, as in
     the paper), so that every joint gets the same number of hidden dims.
+    ``structured``: chiral only, the even/odd activation form (None: by width; see
+    :class:`TemporalModel`).
     """
 
     chiral: bool = True
@@ -51,6 +53,7 @@ class ModelConfig:
     causal: bool = False
     mode: str = "complete"
     activation: str | None = None
+    structured: bool | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "filter_widths", tuple(int(w) for w in self.filter_widths))
@@ -87,6 +90,7 @@ def build_model(config: ModelConfig, skeleton: Skeleton, seed: int) -> TemporalM
         causal=config.causal,
         mode=config.mode,
         activation=config.activation,
+        structured=config.structured if config.chiral else None,
         rngs=nnx.Rngs(seed),
     )
 

@@ -7,10 +7,19 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tasks.cli import main
+from chiral_jax.skeletons import H36M_17
+from tasks.cli import build_parser, main
 from tasks.lifting import formats
+from tasks.lifting.cli import _model_config
 from tasks.lifting.data import camera_sequences
-from tasks.lifting.train import ModelConfig, TrainConfig, load_model, save_model, train
+from tasks.lifting.train import (
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    load_model,
+    save_model,
+    train,
+)
 
 TINY_MODEL = ["--filter-widths", "3", "3", "--channels", "34", "--dropout", "0.1"]
 TINY_TRAIN = ["--batch-size", "128", "--no-progress", "--train-subjects", "S1"]
@@ -121,3 +130,13 @@ def test_bad_inputs_raise_clear_errors(data, tmp_path):
         main(["lifting", "evaluate", "--data", str(data / "data_3d_h36m.npz"),
               "--data-2d", str(data / "data_2d_h36m_synth.npz"),
               "--cameras", str(data / "cameras_h36m.json"), "--model", str(tmp_path)])  # fmt: skip
+
+
+def test_flat_flag_selects_joint_basis_activations():
+    parser = build_parser(["lifting"])
+    flat = _model_config(parser.parse_args(["lifting", "demo", "--flat"]))
+    default = _model_config(parser.parse_args(["lifting", "demo"]))
+    assert (flat.structured, default.structured) == (False, None)
+    # 128 channels (119 chiral) are wide enough for the even/odd form by default.
+    assert build_model(default, H36M_17, seed=0).structured
+    assert not build_model(flat, H36M_17, seed=0).structured
