@@ -31,6 +31,16 @@ from tasks.common.train import TrainConfig
 Command = Callable[[argparse.Namespace], int | None]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one to show: not for unset options (None),
+    flags (False) or help texts that already state their default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_command(
     subparsers: argparse._SubParsersAction, name: str, func: Command, help: str
 ) -> argparse.ArgumentParser:
@@ -39,7 +49,7 @@ def add_command(
         name,
         help=help,
         description=help,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.set_defaults(func=func)
     return parser

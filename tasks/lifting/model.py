@@ -105,6 +105,16 @@ def hidden_layout(skeleton: Skeleton, channels: int, negated_fraction: float) ->
     )
 
 
+class BNMomentum(nnx.Variable):
+    """A batch norm's running-average momentum held as a (non-trainable) variable.
+
+    Both ``nnx.BatchNorm`` and :class:`chiral_jax.ChiralBatchNorm` only multiply by their
+    ``momentum``, so a scalar variable serves where a float would; being state rather
+    than a static attribute, changing it (:func:`set_bn_momentum`) leaves a jitted step's
+    compilation valid, and checkpoints carry it.
+    """
+
+
 @dataclasses.dataclass(frozen=True)
 class _Layers:
     """Builds the convs and batch-norms of one model, plain or chiral.
@@ -132,12 +142,11 @@ class _Layers:
         return nnx.Conv(n_in, n_out, (width,), padding="VALID", **kwargs)
 
     def norm(self, n) -> nnx.Module:
-        kwargs = dict(
-            momentum=self.momentum, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
-        )
-        if self.chiral:
-            return ChiralBatchNorm(n, **kwargs)
-        return nnx.BatchNorm(n, **kwargs)
+        kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs)
+        norm = ChiralBatchNorm(n, **kwargs) if self.chiral else nnx.BatchNorm(n, **kwargs)
+        # Momentum as state, not a static setting: the per-epoch decay retraces nothing.
+        norm.momentum = nnx.data(BNMomentum(jnp.asarray(self.momentum, jnp.float32)))
+        return norm
 
 
 Features = jax.Array | EigenActivations
@@ -421,8 +430,9 @@ def videopose3d_bn_momentum(
 def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
     """Set the running-average ``momentum`` (Flax convention) of every batch-norm in ``model``.
 
-    Call once per epoch with :func:`videopose3d_bn_momentum`. Momentum is a static
-    attribute: a step jitted over ``nnx.split(model)`` retraces after each change.
+    Call once per epoch with :func:`videopose3d_bn_momentum`. The momentum is held as a
+    :class:`BNMomentum` variable (state, not a static setting), so a step jitted over
+    ``nnx.split(model)`` keeps its compilation.
     """
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"BN momentum must lie in [0, 1] (Flax convention), got {momentum}")
@@ -432,7 +442,10 @@ def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
     if not norms:
         raise ValueError(f"{type(model).__name__} has no batch-norm layer to set momentum on")
     for norm in norms:
-        norm.momentum = float(momentum)
+        if isinstance(norm.momentum, BNMomentum):
+            norm.momentum[...] = jnp.asarray(momentum, jnp.float32)
+        else:
+            norm.momentum = nnx.data(BNMomentum(jnp.asarray(momentum, jnp.float32)))
 
 
 def flip_tta(
