@@ -43,6 +43,7 @@ from IPython.display import Image, display
 from matplotlib.colors import hsv_to_rgb
 
 from chiral_jax import ChiralGenerator, ChiralLayout, ChiralLinear, assert_equivariant
+from chiral_jax.eigen import EigenActivations
 from chiral_jax.skeletons import H36M_17
 from tasks.common.camera import make_cameras, project_to_2d
 from tasks.common.motion import make_subjects, simulate, to_skeleton
@@ -260,34 +261,39 @@ assert counts["Human3.6M 2D -> 3D (34 -> 51)"] == (807, 867, 1734)
 # 136 and 1020 (the paper's width) channels wide, against `nnx.Linear`, on a batch of
 # 256. The numbers are medians of interleaved rounds on whatever machine runs this
 # notebook, printed as measured: at small widths the assembly and the basis change can
-# cost more than the halved matmul saves.
+# cost more than the halved matmul saves. The `structured` column keeps input and output
+# in the even/odd basis (`EigenActivations`, `layer.eigen_call`), as a network does that
+# changes basis only at its ends: the lifting `TemporalModel` runs that way by default
+# when it is wide enough.
 
 
 # %%
-def compiled(module):
-    """A jitted pure forward pass of ``module``: ``fn(state, x)``."""
+def compiled(module, structured_layout=None):
+    """A jitted pure forward pass of ``module``: ``fn(state, x)``; with a layout, the
+    layer's ``eigen_call`` on ``x`` held as :class:`EigenActivations`."""
     graphdef, state = nnx.split(module)
-    fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    if structured_layout is None:
+        fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    else:
+        fn = jax.jit(lambda state, z: nnx.merge(graphdef, state).eigen_call(z))
     return fn, state
 
 
-def median_seconds(variants, x, rounds=15):
+def median_seconds(variants, inputs, rounds=15):
     """Median wall time per call of each compiled variant, timed in interleaved rounds."""
-    for fn, state in variants.values():
-        jax.block_until_ready(fn(state, x))  # compile
+    for name, (fn, state) in variants.items():
+        jax.block_until_ready(fn(state, inputs[name]))  # compile
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (fn, state) in variants.items():
             start = time.perf_counter()
-            jax.block_until_ready(fn(state, x))
+            jax.block_until_ready(fn(state, inputs[name]))
             times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-print(
-    f"{'width':>6s} {'plain us':>9s} {'kernel us':>10s} {'eigen us':>9s} {'kernel/plain':>13s}"
-    f" {'eigen/plain':>12s}"
-)
+names = ("plain", "kernel", "eigen", "structured")
+print(f"{'width':>6s} " + " ".join(f"{n + ' us':>13s}" for n in names) + "  ratios to plain")
 for dims in (8, 60):
     lay = H36M_17.layout(2).with_dims(dims, 1 / 3)
     x = jax.random.normal(jax.random.key(0), (256, lay.size))
@@ -296,12 +302,15 @@ for dims in (8, 60):
         "plain": compiled(nnx.Linear(lay.size, lay.size, rngs=rngs)),
         "kernel": compiled(ChiralLinear(lay, lay, impl="kernel", rngs=rngs)),
         "eigen": compiled(ChiralLinear(lay, lay, impl="eigen", rngs=rngs)),
+        "structured": compiled(ChiralLinear(lay, lay, rngs=rngs), structured_layout=lay),
     }
-    t = median_seconds(variants, x)
+    inputs = {n: x for n in names} | {"structured": EigenActivations.from_joint(x, lay)}
+    t = median_seconds(variants, inputs)
     print(
-        f"{lay.size:6d} {t['plain'] * 1e6:9.0f} {t['kernel'] * 1e6:10.0f} "
-        f"{t['eigen'] * 1e6:9.0f} {t['kernel'] / t['plain']:13.2f} "
-        f"{t['eigen'] / t['plain']:12.2f}"
+        f"{lay.size:6d} "
+        + " ".join(f"{t[n] * 1e6:13.0f}" for n in names)
+        + "  "
+        + " / ".join(f"{t[n] / t['plain']:.2f}" for n in names[1:])
     )
 
 # %% [markdown]
