@@ -205,6 +205,23 @@ def test_mirror_stats_and_norm_equal_batch_norm_on_any_layout(layout):
     _assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
 
 
+def test_batch_statistics_average_over_a_mapped_axis():
+    """With ``axis_name``, shards of a batch get the statistics of the whole batch, in
+    the joint basis (``ChiralBatchNorm``) and in the even/odd basis alike."""
+    layout = random_layout(np.random.default_rng(7), max_joints=7)
+    x = _normal(12, (2, 6, layout.size)) * 1.5 + 0.3  # two shards of six samples
+    whole = ChiralBatchNorm(layout, rngs=nnx.Rngs(0))._mirror_stats(x.reshape(12, -1))
+    sharded = ChiralBatchNorm(layout, axis_name="shard", rngs=nnx.Rngs(0))
+    joint = jax.vmap(sharded._mirror_stats, axis_name="shard")(x)
+    even_odd = jax.vmap(
+        lambda xs: mirror_stats(EigenActivations.from_joint(xs, layout), "shard"),
+        axis_name="shard",
+    )(x)
+    for stats in (joint, even_odd):
+        for shard in range(2):
+            _assert_trees_close(whole, jax.tree.map(lambda a, i=shard: a[i], stats))
+
+
 def test_map_then_runs_in_the_joint_basis():
     """``then`` sees joint-basis values: a per-channel scaling equals scaling ``tanh(x)``."""
     layout = random_layout(np.random.default_rng(6), max_joints=7)
