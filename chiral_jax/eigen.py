@@ -214,11 +214,12 @@ class EigenActivations:
     Shapes: ``plus [..., layout.n_plus]``, ``minus [..., layout.n_minus]`` (``layout``
     is static). A network that keeps its activations in this form changes basis only
     where it must: an odd activation mixes each pair's ``u`` and ``v`` in one
-    elementwise map (:meth:`map`), eval-mode batch norm is a per-channel affine map
-    in this basis (:meth:`norm`), residual sums and time crops act on both arrays,
-    and the layers' :meth:`~chiral_jax._tied.TiedKernel.eigen_call` runs their two
-    half-size ops directly. The layers' default contract (flat joint-basis arrays)
-    is unchanged; this is an opt-in form for speed.
+    elementwise map (:meth:`map`), batch norm is a per-channel affine map in this
+    basis, with batch statistics computed in it too (:meth:`norm`), residual sums and
+    time crops act on both arrays, and the layers'
+    :meth:`~chiral_jax._tied.TiedKernel.eigen_call` runs their two half-size ops
+    directly. The layers' default contract (flat joint-basis arrays) is unchanged; this
+    is an opt-in form for speed.
 
     >>> from flax import nnx
     >>> from chiral_jax import ChiralLayout, ChiralLinear
