@@ -7,7 +7,8 @@ the parameter counts. The summary names the project's targets:
 
 * P1: chiral dense / conv layer, forward + backward, width 1020, batch >= 4096
   (conv: >= 32 x 243 frames), time / plain: <= 0.6 required, <= 0.55 target;
-* P2: chiral temporal model, one pass / plain model with flip augmentation: <= 0.35.
+* P2: chiral temporal model, one pass / plain model with flip augmentation: <= 0.35
+  (also reported for the forecasting task's LSTM model).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
 from benchmarks.temporal import ModelCase, run_model_case
 from benchmarks.timing import device_line
@@ -57,13 +59,17 @@ def model_cases(quick: bool) -> list[ModelCase]:
     return [ModelCase((3, 3, 3), batch=8), ModelCase((3, 3, 3, 3, 3), batch=8)]
 
 
+def forecaster_cases(quick: bool) -> list[ForecasterCase]:
+    return [ForecasterCase(hidden=104, batch=32)] if quick else [ForecasterCase()]
+
+
 def _format_row(record: dict, ratio_key: str) -> str:
     seconds, ratios = record["seconds"], record[ratio_key]
     cells = [f"{name} {seconds[name] * 1e3:8.1f} ms {ratios[name]:5.3f}" for name in seconds]
     return f"{record['case']:<36s} | " + " | ".join(cells)
 
 
-def summary(layers: list[dict], models: list[dict]) -> dict:
+def summary(layers: list[dict], models: list[dict], forecasters: list[dict] = ()) -> dict:
     """P1 and P2: the ratios at the largest measured target sizes."""
     out = {}
 
@@ -93,6 +99,10 @@ def summary(layers: list[dict], models: list[dict]) -> dict:
                 out[f"P2 {name}"] = {
                     "case": record["case"], "ratio": record["ratio_to_plain_flip"][name]
                 }
+    for record in forecasters:
+        out["P2 forecaster chiral"] = {
+            "case": record["case"], "ratio": record["ratio_to_plain_flip"]["chiral"]
+        }
     return out
 
 
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_start": os.getloadavg(),
         "layers": [],
         "models": [],
+        "forecasters": [],
     }
     print(record["device"])
     start = time.perf_counter()
@@ -132,7 +143,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(_format_row(result, "ratio_to_plain_flip"), flush=True)
             params = result["params"]
             print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
-    record["summary"] = summary(record["layers"], record["models"])
+        for case in forecaster_cases(args.quick):
+            result = run_forecaster_case(case, rounds)
+            result["load_average"] = os.getloadavg()
+            record["forecasters"].append(result)
+            print(_format_row(result, "ratio_to_plain_flip"), flush=True)
+            params = result["params"]
+            print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
+    record["summary"] = summary(record["layers"], record["models"], record["forecasters"])
     record["load_average_end"] = os.getloadavg()
     record["seconds_total"] = time.perf_counter() - start
     print("summary:")

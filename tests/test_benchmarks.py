@@ -9,6 +9,7 @@ import json
 import pytest
 
 from benchmarks import run
+from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
 from benchmarks.temporal import ModelCase, run_model_case
 
@@ -44,6 +45,13 @@ def test_model_case_record():
     assert record["params"]["chiral"] < record["params"]["plain"]
 
 
+def test_forecaster_case_record():
+    record = run_forecaster_case(ForecasterCase(hidden=26, batch=2, future=3), rounds=1)
+    assert set(record["seconds"]) == {"plain", "plain_flip", "chiral"}
+    assert record["ratio_to_plain_flip"]["plain_flip"] == 1.0
+    assert record["params"]["chiral"] < record["params"]["plain"]
+
+
 def test_main_writes_json_with_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "layer_cases", lambda quick: [LayerCase("dense", 68, 8, "fwd+bwd")])
     monkeypatch.setattr(
@@ -51,10 +59,13 @@ def test_main_writes_json_with_summary(tmp_path, monkeypatch):
         lambda quick: [ModelCase((3,), batch=1, frames=3, plain_channels=34, chiral_channels=34,
                                  impls=("structured",))],
     )
+    monkeypatch.setattr(
+        run, "forecaster_cases", lambda quick: [ForecasterCase(hidden=26, batch=2, future=3)]
+    )
     out = tmp_path / "bench.json"
     run.main(["--quick", "--rounds", "1", "--out", str(out)])
     record = json.loads(out.read_text())
     assert record["device"].startswith(("CPU", "GPU", "TPU"))
-    assert len(record["layers"]) == 1 and len(record["models"]) == 1
-    # The P1 rows need width 1020 (absent here); P2 comes from the model case.
-    assert set(record["summary"]) == {"P2 chiral_structured"}
+    assert [len(record[k]) for k in ("layers", "models", "forecasters")] == [1, 1, 1]
+    # The P1 rows need width 1020 (absent here); P2 comes from the model cases.
+    assert set(record["summary"]) == {"P2 chiral_structured", "P2 forecaster chiral"}
