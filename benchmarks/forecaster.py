@@ -3,8 +3,9 @@ alone and with test-time flip augmentation.
 
 The models are the forecasting task's own :class:`tasks.forecasting.model.Forecaster`
 (seq2seq, 2 + 2 stacked LSTMs, autoregressive decoding), in evaluation mode. The
-chiral model's LSTM cells take their layers' ``impl="auto"`` path; their gates use
-unsigned layouts, so the cells run on flat activations (see the README). Flip
+chiral model's LSTM cells take their layers' ``impl="auto"`` path on flat activations:
+their gates use unsigned layouts, and a gate times a signed vector is not diagonal in
+the even/odd basis, so the structured form does not apply inside a cell. Flip
 augmentation stacks the mirrored copy on the batch: one call on twice the batch. No
 FLOP counts: XLA's cost analysis counts a ``scan`` body once, not once per step.
 """
@@ -52,7 +53,7 @@ def _flip_average(fn):
 
 
 def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
-    """Time one case; returns a JSON-ready record (seconds, ratios, parameters, FLOPs)."""
+    """Time one case; returns a JSON-ready record (seconds, ratios, parameters)."""
     models = {
         chiral: Forecaster(
             ForecasterConfig(chiral=chiral, hidden=case.hidden, num_future=case.future),

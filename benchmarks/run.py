@@ -99,7 +99,8 @@ def summary(layers: list[dict], models: list[dict], forecasters: list[dict] = ()
                 out[f"P2 {name}"] = {
                     "case": record["case"], "ratio": record["ratio_to_plain_flip"][name]
                 }
-    for record in forecasters:
+    if forecasters:
+        record = max(forecasters, key=lambda r: r["hidden"])
         out["P2 forecaster chiral"] = {
             "case": record["case"], "ratio": record["ratio_to_plain_flip"]["chiral"]
         }

@@ -131,10 +131,13 @@ class ChiralBatchNorm(nnx.Module):
         Equal to this layer in evaluation mode (``use_running_average=True``); in
         training it would not symmetrise the batch statistics.
         """
+        momentum = self.momentum
+        if isinstance(momentum, nnx.Variable):  # momentum held as state by a model
+            momentum = float(momentum[...])
         plain = nnx.BatchNorm(
             self.layout.size,
             use_running_average=True,
-            momentum=self.momentum,
+            momentum=momentum,
             epsilon=self.epsilon,
             use_scale=self.use_scale,
             use_bias=self.use_bias,

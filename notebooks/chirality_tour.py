@@ -268,11 +268,11 @@ assert counts["Human3.6M 2D -> 3D (34 -> 51)"] == (807, 867, 1734)
 
 
 # %%
-def compiled(module, structured_layout=None):
-    """A jitted pure forward pass of ``module``: ``fn(state, x)``; with a layout, the
+def compiled(module, structured=False):
+    """A jitted pure forward pass of ``module``: ``fn(state, x)``; structured: the
     layer's ``eigen_call`` on ``x`` held as :class:`EigenActivations`."""
     graphdef, state = nnx.split(module)
-    if structured_layout is None:
+    if not structured:
         fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
     else:
         fn = jax.jit(lambda state, z: nnx.merge(graphdef, state).eigen_call(z))
@@ -302,7 +302,7 @@ for dims in (8, 60):
         "plain": compiled(nnx.Linear(lay.size, lay.size, rngs=rngs)),
         "kernel": compiled(ChiralLinear(lay, lay, impl="kernel", rngs=rngs)),
         "eigen": compiled(ChiralLinear(lay, lay, impl="eigen", rngs=rngs)),
-        "structured": compiled(ChiralLinear(lay, lay, rngs=rngs), structured_layout=lay),
+        "structured": compiled(ChiralLinear(lay, lay, rngs=rngs), structured=True),
     }
     inputs = {n: x for n in names} | {"structured": EigenActivations.from_joint(x, lay)}
     t = median_seconds(variants, inputs)

@@ -430,9 +430,10 @@ def videopose3d_bn_momentum(
 def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
     """Set the running-average ``momentum`` (Flax convention) of every batch-norm in ``model``.
 
-    Call once per epoch with :func:`videopose3d_bn_momentum`. The momentum is held as a
-    :class:`BNMomentum` variable (state, not a static setting), so a step jitted over
-    ``nnx.split(model)`` keeps its compilation.
+    Call once per epoch with :func:`videopose3d_bn_momentum`. In a :class:`TemporalModel`
+    the momentum is a :class:`BNMomentum` variable (state, not a static setting), so a
+    step jitted over ``nnx.split(model)`` keeps its compilation; other batch norms keep a
+    static float, whose change retraces such a step.
     """
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"BN momentum must lie in [0, 1] (Flax convention), got {momentum}")
@@ -445,7 +446,9 @@ def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
         if isinstance(norm.momentum, BNMomentum):
             norm.momentum[...] = jnp.asarray(momentum, jnp.float32)
         else:
-            norm.momentum = nnx.data(BNMomentum(jnp.asarray(momentum, jnp.float32)))
+            # A batch norm built elsewhere keeps its static float: adding state here would
+            # change the structure a running trainer has already split and checkpointed.
+            norm.momentum = float(momentum)
 
 
 def flip_tta(
