@@ -157,7 +157,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     save_model(trained, out / "model")
     result = evaluate(trained.model, camera_sequences(dataset, test_subjects), tta=args.tta)
     _print_metrics("chiral" if model_config.chiral else "plain", result)
-    print(f"parameters {trained.model.num_params:,}, training {trained.seconds:.0f} s")
+    print(
+        f"parameters {trained.model.num_params:,}, {len(trained.history)} full epochs "
+        f"trained in {trained.seconds:.0f} s"
+    )
     write_results(
         out / "results.json",
         {
