@@ -8,7 +8,8 @@ the parameter counts. The summary names the project's targets:
 * P1: chiral dense / conv layer, forward + backward, width 1020, batch >= 4096
   (conv: >= 32 x 243 frames), time / plain: <= 0.6 required, <= 0.55 target;
 * P2: chiral temporal model, one pass / plain model with flip augmentation: <= 0.35
-  (also reported for the forecasting task's LSTM model).
+  (also reported for the forecasting task's LSTM model);
+* and the lifting model's training step, chiral / plain.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
-from benchmarks.temporal import ModelCase, run_model_case
+from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
 from benchmarks.timing import device_line
 
 PASSES = ("fwd", "fwd+bwd")
@@ -59,6 +60,12 @@ def model_cases(quick: bool) -> list[ModelCase]:
     return [ModelCase((3, 3, 3), batch=8), ModelCase((3, 3, 3, 3, 3), batch=8)]
 
 
+def train_cases(quick: bool) -> list[TrainCase]:
+    if quick:
+        return [TrainCase((3, 3, 3), batch=32)]
+    return [TrainCase((3, 3, 3), batch=256), TrainCase((3, 3, 3, 3, 3), batch=64)]
+
+
 def forecaster_cases(quick: bool) -> list[ForecasterCase]:
     return [ForecasterCase(hidden=104, batch=32)] if quick else [ForecasterCase()]
 
@@ -69,7 +76,9 @@ def _format_row(record: dict, ratio_key: str) -> str:
     return f"{record['case']:<36s} | " + " | ".join(cells)
 
 
-def summary(layers: list[dict], models: list[dict], forecasters: list[dict] = ()) -> dict:
+def summary(
+    layers: list[dict], models: list[dict], forecasters: list[dict] = (), trains: list[dict] = ()
+) -> dict:
     """P1 and P2: the ratios at the largest measured target sizes."""
     out = {}
 
@@ -99,6 +108,11 @@ def summary(layers: list[dict], models: list[dict], forecasters: list[dict] = ()
                 out[f"P2 {name}"] = {
                     "case": record["case"], "ratio": record["ratio_to_plain_flip"][name]
                 }
+    for record in trains:
+        for name in ("chiral_flat", "chiral_structured"):
+            out[f"train step {name} rf{record['receptive_field']}"] = {
+                "case": record["case"], "ratio": record["ratio"][name]
+            }
     if forecasters:
         record = max(forecasters, key=lambda r: r["hidden"])
         out["P2 forecaster chiral"] = {
@@ -125,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         "layers": [],
         "models": [],
         "forecasters": [],
+        "train_steps": [],
     }
     print(record["device"])
     start = time.perf_counter()
@@ -151,7 +166,15 @@ def main(argv: list[str] | None = None) -> dict:
             print(_format_row(result, "ratio_to_plain_flip"), flush=True)
             params = result["params"]
             print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
-    record["summary"] = summary(record["layers"], record["models"], record["forecasters"])
+        print("training steps (median ms, median per-round ratio to plain):")
+        for case in train_cases(args.quick):
+            result = run_train_case(case, rounds)
+            result["load_average"] = os.getloadavg()
+            record["train_steps"].append(result)
+            print(_format_row(result, "ratio"), flush=True)
+    record["summary"] = summary(
+        record["layers"], record["models"], record["forecasters"], record["train_steps"]
+    )
     record["load_average_end"] = os.getloadavg()
     record["seconds_total"] = time.perf_counter() - start
     print("summary:")

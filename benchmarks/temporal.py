@@ -110,3 +110,75 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
         "flops": {name: flops(fn, state, x) for name, (fn, state) in fns.items()},
         "rounds": timing.rounds,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCase:
+    """One training step of the lifting model: ``batch`` windows of one receptive field
+    (the strided path, as the task trains), train mode (batch statistics, dropout),
+    ``value_and_grad`` of the MPJPE w.r.t. the parameters. Variants: ``plain``
+    (``plain_channels``), ``chiral_flat`` (flat activations, ``impl="auto"``) and
+    ``chiral_structured`` (the model's default at this width)."""
+
+    filter_widths: tuple[int, ...]
+    batch: int
+    plain_channels: int = 1024
+    chiral_channels: int = 1020
+
+    @property
+    def receptive_field(self) -> int:
+        return math.prod(self.filter_widths)
+
+    @property
+    def name(self) -> str:
+        return f"train step rf{self.receptive_field} b{self.batch}"
+
+
+def _train_step(graphdef):
+    """``(params, rest, x, y) -> (loss, grads)`` of the strided path in train mode."""
+
+    def step(params, rest, x, y):
+        def loss(params):
+            model = nnx.merge(graphdef, params, rest, copy=True)
+            return jnp.mean(jnp.linalg.norm(model(x, strided=True) - y, axis=-1))
+
+        return jax.value_and_grad(loss)(params)
+
+    return step
+
+
+def run_train_case(case: TrainCase, rounds: int) -> dict:
+    """Time one training step per variant; returns a JSON-ready record."""
+    common = dict(filter_widths=case.filter_widths, rngs=nnx.Rngs(0))
+    models = {
+        "plain": TemporalModel(
+            H36M_17, H36M_17, chiral=False, channels=case.plain_channels, **common
+        ),
+        "chiral_flat": TemporalModel(
+            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels, structured=False,
+            **common,
+        ),
+        "chiral_structured": TemporalModel(
+            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels, structured=True,
+            **common,
+        ),
+    }
+    keys = jax.random.split(jax.random.key(0), 2)
+    x = jax.random.normal(keys[0], (case.batch, case.receptive_field, 17, 2))
+    y = jax.random.normal(keys[1], (case.batch, 1, 17, 3))
+    variants = []
+    for name, model in models.items():
+        model.train()
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        variants.append(Variant(name, jax.jit(_train_step(graphdef)), (params, rest, x, y)))
+    timing = time_variants(variants, "plain", rounds=rounds)
+    return {
+        "case": case.name,
+        **dataclasses.asdict(case),
+        "receptive_field": case.receptive_field,
+        "seconds": timing.seconds,
+        "ratio": timing.ratio,
+        "params": {"plain": models["plain"].num_params,
+                   "chiral": models["chiral_flat"].num_params},
+        "rounds": timing.rounds,
+    }

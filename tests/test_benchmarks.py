@@ -11,7 +11,7 @@ import pytest
 from benchmarks import run
 from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
-from benchmarks.temporal import ModelCase, run_model_case
+from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,13 @@ def test_model_case_record():
     assert record["params"]["chiral"] < record["params"]["plain"]
 
 
+def test_train_case_record():
+    record = run_train_case(TrainCase((3,), batch=2, plain_channels=34, chiral_channels=34), 1)
+    assert set(record["seconds"]) == {"plain", "chiral_flat", "chiral_structured"}
+    assert record["ratio"]["plain"] == 1.0
+    assert record["params"]["chiral"] < record["params"]["plain"]
+
+
 def test_forecaster_case_record():
     record = run_forecaster_case(ForecasterCase(hidden=26, batch=2, future=3), rounds=1)
     assert set(record["seconds"]) == {"plain", "plain_flip", "chiral"}
@@ -62,10 +69,20 @@ def test_main_writes_json_with_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(
         run, "forecaster_cases", lambda quick: [ForecasterCase(hidden=26, batch=2, future=3)]
     )
+    monkeypatch.setattr(
+        run, "train_cases",
+        lambda quick: [TrainCase((3,), batch=2, plain_channels=34, chiral_channels=34)],
+    )
     out = tmp_path / "bench.json"
     run.main(["--quick", "--rounds", "1", "--out", str(out)])
     record = json.loads(out.read_text())
     assert record["device"].startswith(("CPU", "GPU", "TPU"))
-    assert [len(record[k]) for k in ("layers", "models", "forecasters")] == [1, 1, 1]
+    kinds = ("layers", "models", "forecasters", "train_steps")
+    assert [len(record[k]) for k in kinds] == [1, 1, 1, 1]
     # The P1 rows need width 1020 (absent here); P2 comes from the model cases.
-    assert set(record["summary"]) == {"P2 chiral_structured", "P2 forecaster chiral"}
+    assert set(record["summary"]) == {
+        "P2 chiral_structured",
+        "P2 forecaster chiral",
+        "train step chiral_flat rf3",
+        "train step chiral_structured rf3",
+    }
