@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from benchmarks.temporal import flip_average
 from benchmarks.timing import Variant, time_variants
 from tasks.forecasting.model import POSE_LAYOUT, Forecaster, ForecasterConfig
 
@@ -43,15 +43,6 @@ def _pure(model: Forecaster):
     return (lambda state, x: nnx.merge(graphdef, state)(x)), state
 
 
-def _flip_average(fn):
-    def averaged(state, x):
-        y = fn(state, jnp.concatenate([x, POSE_LAYOUT.transform(x)], axis=0))
-        y, y_flip = jnp.split(y, 2, axis=0)
-        return (y + POSE_LAYOUT.transform(y_flip)) / 2
-
-    return averaged
-
-
 def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
     """Time one case; returns a JSON-ready record (seconds, ratios, parameters)."""
     models = {
@@ -65,7 +56,7 @@ def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
     chiral_fn, chiral_state = _pure(models[True])
     fns = {
         "plain": (plain_fn, plain_state),
-        "plain_flip": (_flip_average(plain_fn), plain_state),
+        "plain_flip": (flip_average(plain_fn, POSE_LAYOUT, POSE_LAYOUT), plain_state),
         "chiral": (chiral_fn, chiral_state),
     }
     x = jax.random.uniform(jax.random.key(0), (case.batch, case.observed, 13, 2))

@@ -51,15 +51,16 @@ class ModelCase:
         return f"temporal rf{self.receptive_field} b{self.batch}x{self.frames}"
 
 
-def flip_average(model_fn, layout_in: ChiralLayout, layout_out: ChiralLayout):
-    """``x -> (f(x) + T_out f(T_in x)) / 2``, both halves in one batched call."""
+def flip_average(fn, layout_in: ChiralLayout, layout_out: ChiralLayout):
+    """``fn(state, x)`` with flip augmentation: ``(f(x) + T_out f(T_in x)) / 2``, both
+    halves in one call on twice the batch (poses ``[..., J, D]``)."""
 
-    def fn(x):
-        y = model_fn(jnp.concatenate([x, layout_in.transform(x, flat=True)], axis=0))
+    def averaged(state, x):
+        y = fn(state, jnp.concatenate([x, layout_in.transform(x)], axis=0))
         y, y_flip = jnp.split(y, 2, axis=0)
         return (y + layout_out.transform(y_flip)) / 2
 
-    return fn
+    return averaged
 
 
 def _pure(model: nnx.Module):
@@ -84,15 +85,12 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
         for impl in case.impls
     }
     x = jax.random.normal(
-        jax.random.key(0), (case.batch, case.frames + case.receptive_field - 1, layout_in.size)
+        jax.random.key(0), (case.batch, case.frames + case.receptive_field - 1, 17, 2)
     )
     plain_fn, plain_state = _pure(plain)
     fns = {
         "plain": (plain_fn, plain_state),
-        "plain_flip": (
-            lambda state, x: flip_average(lambda z: plain_fn(state, z), layout_in, layout_out)(x),
-            plain_state,
-        ),
+        "plain_flip": (flip_average(plain_fn, layout_in, layout_out), plain_state),
     }
     for name, model in models.items():
         fns[name] = _pure(model)

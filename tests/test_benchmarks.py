@@ -6,12 +6,23 @@ timing assertions: those numbers belong to ``benchmarks/results``).
 
 import json
 
+import jax
+import jax.numpy as jnp
 import pytest
+from flax import nnx
 
 from benchmarks import run
 from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
-from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
+from benchmarks.temporal import (
+    ModelCase,
+    TrainCase,
+    flip_average,
+    run_model_case,
+    run_train_case,
+)
+from chiral_jax.skeletons import H36M_17
+from tasks.lifting.model import TemporalModel
 
 
 @pytest.mark.parametrize(
@@ -34,6 +45,23 @@ def test_layer_case_record(case):
     for name in ("eigen", "structured"):
         if flops[name] is not None and flops["plain"] is not None:
             assert flops[name] < flops["plain"], (name, flops)
+
+
+def test_flip_average_leaves_a_chiral_model_unchanged_and_changes_a_plain_one():
+    layout_in, layout_out = H36M_17.layout(2), H36M_17.layout(3)
+    x = jax.random.normal(jax.random.key(0), (2, 5, 17, 2))
+    for chiral in (True, False):
+        model = TemporalModel(H36M_17, H36M_17, chiral=chiral, filter_widths=(3,), channels=34,
+                              rngs=nnx.Rngs(0))
+        model.eval()
+        graphdef, state = nnx.split(model)
+
+        def fn(state, x, graphdef=graphdef):
+            return nnx.merge(graphdef, state)(x)
+
+        averaged = flip_average(fn, layout_in, layout_out)(state, x)
+        gap = float(jnp.max(jnp.abs(averaged - fn(state, x))))
+        assert (gap < 1e-5) if chiral else (gap > 1e-3), (chiral, gap)
 
 
 def test_model_case_record():
