@@ -17,8 +17,7 @@ import dataclasses
 import jax
 from flax import nnx
 
-from benchmarks.temporal import flip_average
-from benchmarks.timing import Variant, time_variants
+from benchmarks.temporal import eval_fn, flip_average, time_against_flip
 from tasks.forecasting.model import POSE_LAYOUT, Forecaster, ForecasterConfig
 
 
@@ -37,10 +36,8 @@ class ForecasterCase:
         return f"forecaster h{self.hidden} b{self.batch} {self.observed}->{self.future}"
 
 
-def _pure(model: Forecaster):
-    model.eval()
-    graphdef, state = nnx.split(model)
-    return (lambda state, x: nnx.merge(graphdef, state)(x)), state
+def _num_params(model: Forecaster) -> int:
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
@@ -52,26 +49,16 @@ def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
         )
         for chiral in (False, True)
     }
-    plain_fn, plain_state = _pure(models[False])
-    chiral_fn, chiral_state = _pure(models[True])
+    plain_fn, plain_state = eval_fn(models[False])
     fns = {
         "plain": (plain_fn, plain_state),
         "plain_flip": (flip_average(plain_fn, POSE_LAYOUT, POSE_LAYOUT), plain_state),
-        "chiral": (chiral_fn, chiral_state),
+        "chiral": eval_fn(models[True]),
     }
     x = jax.random.uniform(jax.random.key(0), (case.batch, case.observed, 13, 2))
-    variants = [Variant(name, jax.jit(fn), (state, x)) for name, (fn, state) in fns.items()]
-    timing = time_variants(variants, "plain_flip", rounds=rounds)
-    single = timing.seconds["plain"]
     return {
         "case": case.name,
         **dataclasses.asdict(case),
-        "seconds": timing.seconds,
-        "ratio_to_plain_flip": timing.ratio,
-        "ratio_to_plain": {k: v / single for k, v in timing.seconds.items()},
-        "params": {
-            "plain": sum(p.size for p in jax.tree.leaves(nnx.state(models[False], nnx.Param))),
-            "chiral": sum(p.size for p in jax.tree.leaves(nnx.state(models[True], nnx.Param))),
-        },
-        "rounds": timing.rounds,
+        **time_against_flip(fns, x, rounds),
+        "params": {"plain": _num_params(models[False]), "chiral": _num_params(models[True])},
     }

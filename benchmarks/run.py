@@ -76,6 +76,18 @@ def _format_row(record: dict, ratio_key: str) -> str:
     return f"{record['case']:<36s} | " + " | ".join(cells)
 
 
+def _run(cases, runner, rounds: int, ratio_key: str, records: list) -> None:
+    """Run and print each case (``runner(case, rounds)``), appending its record."""
+    for case in cases:
+        result = runner(case, rounds)
+        result["load_average"] = os.getloadavg()
+        records.append(result)
+        print(_format_row(result, ratio_key), flush=True)
+        if "params" in result:
+            params = result["params"]
+            print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
+
+
 def summary(
     layers: list[dict], models: list[dict], forecasters: list[dict] = (), trains: list[dict] = ()
 ) -> dict:
@@ -145,33 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     if not args.skip_layers:
         print("layer cases (median ms, median per-round ratio to plain):")
-        for case in layer_cases(args.quick):
-            result = run_layer_case(case, rounds)
-            result["load_average"] = os.getloadavg()
-            record["layers"].append(result)
-            print(_format_row(result, "ratio"), flush=True)
+        _run(layer_cases(args.quick), run_layer_case, rounds, "ratio", record["layers"])
     if not args.skip_models:
         print("model cases (median ms, median per-round ratio to plain with flip):")
-        for case in model_cases(args.quick):
-            result = run_model_case(case, rounds)
-            result["load_average"] = os.getloadavg()
-            record["models"].append(result)
-            print(_format_row(result, "ratio_to_plain_flip"), flush=True)
-            params = result["params"]
-            print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
-        for case in forecaster_cases(args.quick):
-            result = run_forecaster_case(case, rounds)
-            result["load_average"] = os.getloadavg()
-            record["forecasters"].append(result)
-            print(_format_row(result, "ratio_to_plain_flip"), flush=True)
-            params = result["params"]
-            print(f"{'':36s}   parameters: plain {params['plain']:,}, chiral {params['chiral']:,}")
+        flip = "ratio_to_plain_flip"
+        _run(model_cases(args.quick), run_model_case, rounds, flip, record["models"])
+        _run(forecaster_cases(args.quick), run_forecaster_case, rounds, flip, record["forecasters"])
         print("training steps (median ms, median per-round ratio to plain):")
-        for case in train_cases(args.quick):
-            result = run_train_case(case, rounds)
-            result["load_average"] = os.getloadavg()
-            record["train_steps"].append(result)
-            print(_format_row(result, "ratio"), flush=True)
+        _run(train_cases(args.quick), run_train_case, rounds, "ratio", record["train_steps"])
     record["summary"] = summary(
         record["layers"], record["models"], record["forecasters"], record["train_steps"]
     )

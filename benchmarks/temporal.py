@@ -63,10 +63,25 @@ def flip_average(fn, layout_in: ChiralLayout, layout_out: ChiralLayout):
     return averaged
 
 
-def _pure(model: nnx.Module):
+def eval_fn(model: nnx.Module):
+    """``(fn, state)``: the model in evaluation mode as a pure ``fn(state, x)``."""
     model.eval()
     graphdef, state = nnx.split(model)
     return (lambda state, x: nnx.merge(graphdef, state)(x)), state
+
+
+def time_against_flip(fns: dict, x: jax.Array, rounds: int) -> dict:
+    """Time ``fns`` (name -> ``(fn, state)``, with ``plain`` and ``plain_flip``) on ``x``:
+    medians, ratios to ``plain_flip`` and to ``plain``, rounds."""
+    variants = [Variant(name, jax.jit(fn), (state, x)) for name, (fn, state) in fns.items()]
+    timing = time_variants(variants, "plain_flip", rounds=rounds)
+    single = timing.seconds["plain"]
+    return {
+        "seconds": timing.seconds,
+        "ratio_to_plain_flip": timing.ratio,
+        "ratio_to_plain": {k: v / single for k, v in timing.seconds.items()},
+        "rounds": timing.rounds,
+    }
 
 
 def run_model_case(case: ModelCase, rounds: int) -> dict:
@@ -87,26 +102,20 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
     x = jax.random.normal(
         jax.random.key(0), (case.batch, case.frames + case.receptive_field - 1, 17, 2)
     )
-    plain_fn, plain_state = _pure(plain)
+    plain_fn, plain_state = eval_fn(plain)
     fns = {
         "plain": (plain_fn, plain_state),
         "plain_flip": (flip_average(plain_fn, layout_in, layout_out), plain_state),
     }
     for name, model in models.items():
-        fns[name] = _pure(model)
-    variants = [Variant(name, jax.jit(fn), (state, x)) for name, (fn, state) in fns.items()]
-    timing = time_variants(variants, "plain_flip", rounds=rounds)
-    single = timing.seconds["plain"]
+        fns[name] = eval_fn(model)
     return {
         "case": case.name,
         **dataclasses.asdict(case),
         "receptive_field": case.receptive_field,
-        "seconds": timing.seconds,
-        "ratio_to_plain_flip": timing.ratio,
-        "ratio_to_plain": {k: v / single for k, v in timing.seconds.items()},
+        **time_against_flip(fns, x, rounds),
         "params": {"plain": plain.num_params, "chiral": next(iter(models.values())).num_params},
         "flops": {name: flops(fn, state, x) for name, (fn, state) in fns.items()},
-        "rounds": timing.rounds,
     }
 
 
