@@ -42,7 +42,9 @@ class LayerCase:
 
     Variants: ``plain``; chiral ``kernel`` and ``eigen`` (flat arrays in and out; no
     ``kernel`` with the activation) and ``structured`` (activations in and out held as
-    :class:`EigenActivations`: the layer's ``eigen_call``, then ``map`` for the activation).
+    :class:`EigenActivations`: the layer's ``eigen_call``, then ``map`` for the activation,
+    which runs the fused kernel of :mod:`chiral_jax.native` where it is available). With
+    the activation, ``structured_xla`` is ``structured`` with ``map(..., impl="xla")``.
     """
 
     kind: str
@@ -67,14 +69,14 @@ class LayerCase:
     @property
     def variants(self) -> tuple[str, ...]:
         if self.activation:
-            return ("plain", "eigen", "structured")
+            return ("plain", "eigen", "structured", "structured_xla")
         return ("plain", "kernel", "eigen", "structured")
 
 
 def _layer(case: LayerCase, variant: str) -> nnx.Module:
     layout = hidden_layout(case.width)
     rngs = nnx.Rngs(0)
-    impl = "eigen" if variant == "structured" else variant
+    impl = "eigen" if variant.startswith("structured") else variant
     if case.kind == "dense":
         if variant == "plain":
             return nnx.Linear(case.width, case.width, rngs=rngs)
@@ -89,8 +91,9 @@ def _layer(case: LayerCase, variant: str) -> nnx.Module:
 
 def _forward(case: LayerCase, variant: str, layer: nnx.Module):
     """``f(layer, x)`` for the variant (``x`` is :class:`EigenActivations` when structured)."""
-    if variant == "structured" and case.activation:
-        return lambda layer, z: layer.eigen_call(z).map("tanh")
+    if variant.startswith("structured") and case.activation:
+        impl = "xla" if variant == "structured_xla" else "auto"
+        return lambda layer, z: layer.eigen_call(z).map("tanh", impl=impl)
     if variant == "structured":
         return lambda layer, z: layer.eigen_call(z)
     if case.activation:
@@ -138,7 +141,7 @@ def run_layer_case(case: LayerCase, rounds: int) -> dict:
     for name in case.variants:
         fn, state = _pure(case, name)
         args = (state, x, cotangent)
-        if name == "structured":
+        if name.startswith("structured"):
             to = jax.jit(EigenActivations.from_joint, static_argnums=1)
             args = (state, to(x, layout), to(cotangent, layout))
         variants.append(Variant(name, jax.jit(fn), args))

@@ -26,6 +26,7 @@ from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
 from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
 from benchmarks.timing import device_line
+from chiral_jax import native
 
 PASSES = ("fwd", "fwd+bwd")
 
@@ -106,9 +107,11 @@ def summary(
         ("P1 dense (flat layer, eigen)", "dense", False, 4096, "eigen"),
         ("P1 dense (structured layer)", "dense", False, 4096, "structured"),
         ("P1 dense+tanh (structured)", "dense", True, 4096, "structured"),
+        ("P1 dense+tanh (structured, XLA tanh)", "dense", True, 4096, "structured_xla"),
         ("P1 conv (flat layer, eigen)", "conv", False, 32 * 243, "eigen"),
         ("P1 conv (structured layer)", "conv", False, 32 * 243, "structured"),
         ("P1 conv+tanh (structured)", "conv", True, 32 * 243, "structured"),
+        ("P1 conv+tanh (structured, XLA tanh)", "conv", True, 32 * 243, "structured_xla"),
     ):
         record = pick(kind, activation, min_rows)
         if record is not None:
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     rounds = args.rounds or (3 if args.quick else 7)
     record = {
         "device": device_line(),
+        "fused_activation_kernel": native.available(),
         "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "rounds": rounds,

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chiral_jax import native
 from chiral_jax._layout import ChiralLayout
 from chiral_jax.activations import odd_activation
 from chiral_jax.generators import ChiralGenerator
@@ -260,6 +261,7 @@ class EigenActivations:
         self,
         fn: str | Callable[[jax.Array], jax.Array],
         then: Callable[[jax.Array], jax.Array] | None = None,
+        impl: str = "auto",
     ) -> EigenActivations:
         """An odd elementwise function applied in the joint basis (e.g. ``"tanh"``).
 
@@ -272,11 +274,25 @@ class EigenActivations:
         (``f(p)``, ``f(q)``, centre-positive, centre-negative): a map that commutes with
         negation channel by channel, such as dropout (an ``nnx.Dropout`` module draws an
         independent mask per call, as it would over the joint-basis channels).
+
+        ``impl``: ``"native"`` runs the fused CPU kernel of :mod:`chiral_jax.native`
+        (tanh, softsign and hardtanh on float32, no ``then``), ``"xla"`` the elementwise
+        ops below, and ``"auto"`` the kernel wherever it applies
+        (:func:`chiral_jax.native.usable`). Both give the same values and gradients.
         """
         with jax.ensure_compile_time_eval():
             fn = odd_activation(fn)
-        post = fn if then is None else (lambda a: then(fn(a)))
+        if impl not in ("auto", "xla", "native"):
+            raise ValueError(f"impl must be 'auto', 'xla' or 'native', got {impl!r}")
         pairs = len(self.layout.left) * self.layout.dims
+        kind = native.kind_of(fn)
+        if impl == "native":
+            _check_native(kind, then, self.plus, self.minus)
+        if impl != "xla" and kind is not None and then is None:
+            if impl == "native" or native.usable(self.plus, self.minus):
+                plus, minus = native.odd_pair_map(self.plus, self.minus, pairs, kind)
+                return EigenActivations(plus, minus, self.layout)
+        post = fn if then is None else (lambda a: then(fn(a)))
         u, v = self.plus[..., :pairs], self.minus[..., :pairs]
         half = jnp.asarray(0.5, u.dtype)
         f_p, f_q = post((u + v) * half), post((u - v) * half)
@@ -377,6 +393,22 @@ def mirror_stats(z: EigenActivations, axis_name: str | None = None) -> tuple[jax
         layout,
     )
     return mu, jnp.maximum(q - jnp.square(mu), 0.0)
+
+
+def _check_native(kind: str | None, then, plus: jax.Array, minus: jax.Array) -> None:
+    """Why ``map(..., impl="native")`` cannot run here, as a clear error."""
+    if kind is None:
+        raise ValueError(f"impl='native' supports the activations {sorted(native.KINDS)}")
+    if then is not None:
+        raise ValueError("impl='native' runs no `then` map; use impl='xla' or 'auto'")
+    if plus.dtype != jnp.float32 or minus.dtype != jnp.float32:
+        raise ValueError(f"impl='native' needs float32 arrays, got {plus.dtype}, {minus.dtype}")
+    if jax.default_backend() != "cpu":
+        raise ValueError(f"impl='native' is a CPU kernel; the backend is {jax.default_backend()}")
+    if not native.available():
+        raise RuntimeError(
+            f"impl='native': the fused kernel is unavailable ({native.unavailable_reason()})"
+        )
 
 
 def _row(v: jax.Array, ndim: int, dtype) -> jax.Array:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _layouts import layout_pairs, random_layout
+from _numeric import assert_trees_close, normal
 from flax import nnx
 
 from chiral_jax import (
@@ -29,7 +30,6 @@ from chiral_jax.eigen import (
 )
 from chiral_jax.skeletons import H36M_17
 
-RTOL = 1e-5
 # Random layouts (any joint order, |Dn| in 0..D), plus the corner cases: no pairs,
 # no centre joints, nothing negated, everything negated.
 EDGE = [
@@ -46,22 +46,6 @@ CASES = [
 ]
 
 
-def _normal(seed, shape):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
-
-
-def _assert_trees_close(ref, got, rtol=RTOL):
-    """Leafwise ``max|got - ref| <= rtol * max|ref|`` (the tree's largest leaf if one is 0)."""
-    leaves = [np.asarray(v) for v in jax.tree.leaves(ref)]
-    overall = max((float(np.abs(v).max()) for v in leaves if v.size), default=0.0)
-    assert overall > 0
-    for r, g in zip(leaves, jax.tree.leaves(got), strict=True):
-        assert r.shape == g.shape
-        if r.size:
-            scale = float(np.abs(r).max()) or overall
-            np.testing.assert_allclose(g, r, rtol=0, atol=rtol * scale)
-
-
 def _paths_agree(layer, x):
     """The layer with ``impl="kernel"`` and an exact copy with ``impl="eigen"`` give the
     same ``f(x)`` and gradients of ``<f(x), g>`` (fixed random ``g``) w.r.t. the free
@@ -73,7 +57,7 @@ def _paths_agree(layer, x):
 
     def loss(state, x, graphdef):
         y = nnx.merge(graphdef, state)(x)
-        return jnp.vdot(y, _normal(4, y.shape)), y
+        return jnp.vdot(y, normal(4, y.shape)), y
 
     @jax.jit
     def both(states, x):
@@ -85,7 +69,7 @@ def _paths_agree(layer, x):
     ((_, y_kernel), g_kernel), ((_, y_eigen), g_eigen) = both(
         (nnx.state(layer), nnx.state(twin)), x
     )
-    _assert_trees_close((y_kernel, g_kernel), (y_eigen, g_eigen))
+    assert_trees_close((y_kernel, g_kernel), (y_eigen, g_eigen))
 
 
 def test_basis_change_is_invertible_and_diagonalises_the_mirror():
@@ -94,7 +78,7 @@ def test_basis_change_is_invertible_and_diagonalises_the_mirror():
         return plus, minus, from_eigen(plus, minus, layout), to_eigen(layout.transform(x), layout)
 
     for layout in (*EDGE, *(li for li, _ in PAIRS)):
-        x = _normal(0, (3, layout.size))
+        x = normal(0, (3, layout.size))
         plus, minus, back, (mirrored_plus, mirrored_minus) = jax.jit(check, static_argnums=1)(
             x, layout
         )
@@ -109,7 +93,7 @@ def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode,
     gen = ChiralGenerator(li, lo, mode, lead=(2,))
     init = nnx.initializers.normal(1.0)
     params = gen.init(jax.random.key(1), init, init)
-    x = _normal(2, (5, li.size))
+    x = normal(2, (5, li.size))
 
     @jax.jit
     def both(params, x):
@@ -121,7 +105,7 @@ def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode,
         return want, got, a.shape, b.shape
 
     want, got, a_shape, b_shape = both(params, x)
-    _assert_trees_close(want, got)
+    assert_trees_close(want, got)
     assert a_shape == (2, li.n_plus, lo.n_plus) and b_shape == (2, li.n_minus, lo.n_minus)
     # n+ n+ + n- n- multiply-adds per tap: the dimension of the complete equivariant space.
     assert multiply_adds(li, lo)[1] == math.prod(a_shape[1:]) + math.prod(b_shape[1:])
@@ -130,7 +114,7 @@ def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode,
 @pytest.mark.parametrize(("li", "lo", "mode", "use_bias"), CASES)
 def test_linear_paths_agree_in_values_and_gradients(li, lo, mode, use_bias):
     layer = ChiralLinear(li, lo, mode=mode, use_bias=use_bias, rngs=nnx.Rngs(0))
-    _paths_agree(layer, _normal(3, (2, 3, li.size)))
+    _paths_agree(layer, normal(3, (2, 3, li.size)))
 
 
 CONV = [  # (kernel_size, strides, dilation, padding); VALID: the equivariance test
@@ -148,7 +132,7 @@ def test_conv_paths_agree_in_values_and_gradients(conv, case):
         li, lo, kernel_size, strides=strides, dilation=dilation, padding=padding, mode=mode,
         use_bias=use_bias, rngs=nnx.Rngs(0),
     )
-    _paths_agree(layer, _normal(5, (2, 9, li.size)))
+    _paths_agree(layer, normal(5, (2, 9, li.size)))
 
 
 def test_eigen_path_is_equivariant():
@@ -161,7 +145,7 @@ def test_eigen_path_is_equivariant():
     def net(x):
         return last(jnp.tanh(first(x)))
 
-    assert_equivariant(jax.jit(net), pose_2d, pose_3d, _normal(7, (2, 11, pose_2d.size)))
+    assert_equivariant(jax.jit(net), pose_2d, pose_3d, normal(7, (2, 11, pose_2d.size)))
 
 
 def test_structured_network_equals_flat_network_in_train_and_eval():
@@ -171,7 +155,7 @@ def test_structured_network_equals_flat_network_in_train_and_eval():
     out = ChiralLinear(hidden, pose, rngs=nnx.Rngs(2))
     bn_flat = ChiralBatchNorm(hidden, rngs=nnx.Rngs(1))
     bn_structured = nnx.clone(bn_flat)
-    x = _normal(8, (4, 7, pose.size))
+    x = normal(8, (4, 7, pose.size))
 
     @nnx.jit
     def flat(bn, x):
@@ -183,12 +167,12 @@ def test_structured_network_equals_flat_network_in_train_and_eval():
         return out.eigen_call(conv.eigen_call(z).norm(bn).map("tanh")).to_joint()
 
     # Training: batch statistics, and the same running-average update.
-    _assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
-    _assert_trees_close(nnx.state(bn_flat), nnx.state(bn_structured))
+    assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
+    assert_trees_close(nnx.state(bn_flat), nnx.state(bn_structured))
     # Evaluation: the running statistics as one fused affine map per array.
     bn_flat.eval()
     bn_structured.eval()
-    _assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
+    assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
     assert_equivariant(lambda x: structured(bn_structured, x), pose, pose, x)
 
 
@@ -196,20 +180,20 @@ def test_structured_network_equals_flat_network_in_train_and_eval():
 def test_mirror_stats_and_norm_equal_batch_norm_on_any_layout(layout):
     """Batch statistics from the even/odd basis equal the joint-basis ones (any joint
     order, any negated dims, no pairs / no centre), as do the output and the update."""
-    x = _normal(10, (3, 5, layout.size)) * 2.0 + 0.7
+    x = normal(10, (3, 5, layout.size)) * 2.0 + 0.7
     bn = ChiralBatchNorm(layout, momentum=0.5, rngs=nnx.Rngs(0))
     bn_structured = nnx.clone(bn)
     z = EigenActivations.from_joint(x, layout)
-    _assert_trees_close(mirror_stats(z), bn._mirror_stats(x))
-    _assert_trees_close(z.norm(bn_structured).to_joint(), bn(x))
-    _assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
+    assert_trees_close(mirror_stats(z), bn._mirror_stats(x))
+    assert_trees_close(z.norm(bn_structured).to_joint(), bn(x))
+    assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
 
 
 def test_batch_statistics_average_over_a_mapped_axis():
     """With ``axis_name``, shards of a batch get the statistics of the whole batch, in
     the joint basis (``ChiralBatchNorm``) and in the even/odd basis alike."""
     layout = random_layout(np.random.default_rng(7), max_joints=7)
-    x = _normal(12, (2, 6, layout.size)) * 1.5 + 0.3  # two shards of six samples
+    x = normal(12, (2, 6, layout.size)) * 1.5 + 0.3  # two shards of six samples
     whole = ChiralBatchNorm(layout, rngs=nnx.Rngs(0))._mirror_stats(x.reshape(12, -1))
     sharded = ChiralBatchNorm(layout, axis_name="shard", rngs=nnx.Rngs(0))
     joint = jax.vmap(sharded._mirror_stats, axis_name="shard")(x)
@@ -219,21 +203,21 @@ def test_batch_statistics_average_over_a_mapped_axis():
     )(x)
     for stats in (joint, even_odd):
         for shard in range(2):
-            _assert_trees_close(whole, jax.tree.map(lambda a, i=shard: a[i], stats))
+            assert_trees_close(whole, jax.tree.map(lambda a, i=shard: a[i], stats))
 
 
 def test_map_then_runs_in_the_joint_basis():
     """``then`` sees joint-basis values: a nonlinear odd map after tanh equals it applied
     to ``tanh(x)`` channel by channel (applied to ``u``, ``v`` it would not)."""
     layout = random_layout(np.random.default_rng(6), max_joints=7)
-    x = _normal(11, (4, layout.size))
+    x = normal(11, (4, layout.size))
     z = EigenActivations.from_joint(x, layout).map("tanh", then=lambda a: a**3)
-    _assert_trees_close(z.to_joint(), jnp.tanh(x) ** 3)
+    assert_trees_close(z.to_joint(), jnp.tanh(x) ** 3)
 
 
 def test_structured_activations_check_their_inputs():
     layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
-    z = EigenActivations.from_joint(_normal(9, (2, layout.size)), layout)
+    z = EigenActivations.from_joint(normal(9, (2, layout.size)), layout)
     assert jax.tree.leaves(jax.jit(lambda z: z + z)(z))[0].shape == (2, layout.n_plus)
     with pytest.raises(ValueError, match="not odd"):
         z.map(jax.nn.relu)

@@ -351,7 +351,9 @@ class TemporalModel(nnx.Module):
 
     def _post(self, x: Features) -> Features:
         if isinstance(x, EigenActivations):
-            return x.map(self.activation, then=self.dropout)
+            # An inactive dropout is left out, so the fused activation kernel can run.
+            inactive = self.dropout.deterministic or self.dropout.rate == 0
+            return x.map(self.activation, then=None if inactive else self.dropout)
         return self.dropout(self.activation(x))
 
     def _flatten_input(self, x: jax.Array) -> jax.Array:
