@@ -275,10 +275,11 @@ class EigenActivations:
         negation channel by channel, such as dropout (an ``nnx.Dropout`` module draws an
         independent mask per call, as it would over the joint-basis channels).
 
-        ``impl``: ``"native"`` runs the fused CPU kernel of :mod:`chiral_jax.native`
-        (tanh, softsign and hardtanh on float32, no ``then``), ``"xla"`` the elementwise
-        ops below, and ``"auto"`` the kernel wherever it applies
-        (:func:`chiral_jax.native.usable`). Both give the same values and gradients.
+        ``impl``: ``"auto"`` binds the fused map of :mod:`chiral_jax.native` for tanh,
+        softsign and hardtanh without ``then`` (its C++ kernel on CPU for float32, XLA ops
+        elsewhere) and XLA ops for anything else; ``"xla"`` always uses XLA ops;
+        ``"native"`` insists on the CPU kernel and raises where it cannot run. All give
+        the same values and derivatives (to float32 rounding).
         """
         with jax.ensure_compile_time_eval():
             fn = odd_activation(fn)
@@ -289,15 +290,10 @@ class EigenActivations:
         if impl == "native":
             _check_native(kind, then, self.plus, self.minus)
         if impl != "xla" and kind is not None and then is None:
-            if impl == "native" or native.usable(self.plus, self.minus):
-                plus, minus = native.odd_pair_map(self.plus, self.minus, pairs, kind)
-                return EigenActivations(plus, minus, self.layout)
-        post = fn if then is None else (lambda a: then(fn(a)))
-        u, v = self.plus[..., :pairs], self.minus[..., :pairs]
-        half = jnp.asarray(0.5, u.dtype)
-        f_p, f_q = post((u + v) * half), post((u - v) * half)
-        plus = jnp.concatenate([f_p + f_q, post(self.plus[..., pairs:])], axis=-1)
-        minus = jnp.concatenate([f_p - f_q, post(self.minus[..., pairs:])], axis=-1)
+            plus, minus = native.odd_pair_map(self.plus, self.minus, pairs, kind)
+        else:
+            post = fn if then is None else (lambda a: then(fn(a)))
+            plus, minus = native.mix_pairs(self.plus, self.minus, pairs, post)
         return EigenActivations(plus, minus, self.layout)
 
     def map_arrays(self, fn: Callable[[jax.Array], jax.Array]) -> EigenActivations:

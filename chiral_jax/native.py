@@ -1,4 +1,4 @@
-"""A fused CPU kernel for odd activations in the even/odd basis (XLA FFI).
+"""A fused CPU kernel for odd activations in the even/odd basis (XLA FFI primitives).
 
 An odd activation on :class:`~chiral_jax.eigen.EigenActivations` has to mix each pair's
 ``u`` and ``v``: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)`` with ``p, q = (u +- v) / 2``.
@@ -12,9 +12,14 @@ The kernel is compiled on first use with the system C++ compiler (``$CXX``, else
 (``-march=native``), and cached in ``$CHIRAL_JAX_CACHE_DIR`` (default
 ``~/.cache/chiral_jax``) under a key of the source, the jaxlib version, the flags and
 the CPU. Without a compiler, or with ``CHIRAL_JAX_NATIVE=0``, :func:`available` is
-``False`` (with one warning naming the reason) and every caller keeps the pure-XLA path:
-same numbers, only slower. The kernel is registered for the CPU platform only;
-:func:`usable` also requires float32 arrays and a CPU default backend.
+``False`` (with one warning naming the reason).
+
+:func:`odd_pair_map` binds a JAX primitive with the full set of rules: its JVP is a
+second primitive, the map's Jacobian-vector product ``J(y) t`` (which is its own
+transpose: ``J`` is symmetric), so ``grad``, ``jvp``, ``jacfwd``, Hessians and ``vmap``
+all work. Each primitive lowers to the FFI kernel on CPU for float32 when the kernel is
+available, and to the equivalent XLA elementwise ops everywhere else (GPU, TPU, other
+dtypes, no compiler): same numbers, only slower.
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from chiral_jax.activations import ODD_ACTIVATIONS
 
 _SOURCE = Path(__file__).parent / "csrc" / "odd_map.cc"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
 # FFI target name -> the handler's symbol in the library.
-_TARGETS = {
+KERNEL_TARGETS = {
     "chiral_odd_map_forward": "ChiralOddMapForward",
     "chiral_odd_map_backward": "ChiralOddMapBackward",
 }
@@ -119,7 +126,7 @@ def _load() -> tuple[bool, str]:
         library = ctypes.cdll.LoadLibrary(str(_build(compiler)))
     except (OSError, RuntimeError) as err:
         return False, str(err)
-    for target, symbol in _TARGETS.items():
+    for target, symbol in KERNEL_TARGETS.items():
         jax.ffi.register_ffi_target(
             target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
         )
@@ -149,55 +156,145 @@ def _warn_once(reason: str) -> None:
     )
 
 
-def usable(plus: jax.Array, minus: jax.Array) -> bool:
-    """Whether :func:`odd_pair_map` can run on these arrays here."""
+# f'(x) in terms of y = f(x), per kernel.
+_SLOPES = {
+    "tanh": lambda y: 1 - y * y,
+    "softsign": lambda y: jnp.square(1 - jnp.abs(y)),
+    "hardtanh": lambda y: (jnp.abs(y) < 1).astype(y.dtype),
+}
+
+
+def mix_pairs(plus, minus, pairs: int, fn):
+    """An odd ``fn`` in XLA ops: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)``, centre ``f(c)``.
+
+    ``fn`` sees the joint-basis values ``p = (u + v) / 2``, ``q = (u - v) / 2`` and the
+    centre channels, one array per call.
+    """
+    u, v = plus[..., :pairs], minus[..., :pairs]
+    half = jnp.asarray(0.5, u.dtype)
+    f_p, f_q = fn((u + v) * half), fn((u - v) * half)
     return (
-        plus.dtype == jnp.float32
-        and minus.dtype == jnp.float32
-        and plus.ndim >= 1
-        and plus.shape[:-1] == minus.shape[:-1]
-        and plus.size > 0
-        and minus.size > 0
-        and jax.default_backend() == "cpu"
-        and available()
+        jnp.concatenate([f_p + f_q, fn(plus[..., pairs:])], axis=-1),
+        jnp.concatenate([f_p - f_q, fn(minus[..., pairs:])], axis=-1),
     )
 
 
-def _call(target: str, outputs, *args, pairs: int, kind: str, aliases: dict[int, int]):
-    if not available():
-        raise RuntimeError(f"the fused activation kernel is unavailable ({unavailable_reason()})")
-    shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in outputs)
-    return jax.ffi.ffi_call(
-        target, shapes, vmap_method="broadcast_all", input_output_aliases=aliases
-    )(*args, pairs=np.int64(pairs), kind=np.int32(KINDS[kind]))
+def _xla_map(plus, minus, *, pairs: int, kind: str):
+    return mix_pairs(plus, minus, pairs, ODD_ACTIVATIONS[kind])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _xla_slope(plus_out, minus_out, t_plus, t_minus, *, pairs: int, kind: str):
+    """``J(y) t`` in XLA ops, from the map's outputs ``y``: the pairs' Jacobian is
+    ``[[a + b, a - b], [a - b, a + b]] / 2`` with ``a = f'(p)``, ``b = f'(q)``."""
+    slope = _SLOPES[kind]
+    u, v = plus_out[..., :pairs], minus_out[..., :pairs]
+    half = jnp.asarray(0.5, u.dtype)
+    e_p = (t_plus[..., :pairs] + t_minus[..., :pairs]) * slope((u + v) * half)
+    e_q = (t_plus[..., :pairs] - t_minus[..., :pairs]) * slope((u - v) * half)
+    return (
+        jnp.concatenate([(e_p + e_q) * half, t_plus[..., pairs:] * slope(plus_out[..., pairs:])],
+                        axis=-1),
+        jnp.concatenate([(e_p - e_q) * half, t_minus[..., pairs:] * slope(minus_out[..., pairs:])],
+                        axis=-1),
+    )
+
+
+def _primitive(name: str, target: str, xla_fn, aliases: dict[int, int]) -> Primitive:
+    """A primitive lowered to the FFI ``target`` on CPU (float32, kernel available) and to
+    ``xla_fn`` elsewhere; outputs have the first two operands' shapes."""
+    prim = Primitive(name)
+    prim.multiple_results = True
+
+    @functools.cache
+    def compiled(**params):
+        return jax.jit(functools.partial(prim.bind, **params))
+
+    prim.def_impl(lambda *args, **params: compiled(**params)(*args))
+    prim.def_abstract_eval(lambda *args, **_: (args[0].update(), args[1].update()))
+
+    def ffi(*args, pairs, kind):
+        shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args[:2])
+        return jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)(
+            *args, pairs=np.int64(pairs), kind=np.int32(KINDS[kind])
+        )
+
+    fallback = mlir.lower_fun(xla_fn, multiple_results=True)
+    native = mlir.lower_fun(ffi, multiple_results=True)
+
+    def lower(ctx, *args, **params):
+        f32 = all(a.dtype == jnp.float32 and a.size for a in ctx.avals_in)
+        return (native if f32 and available() else fallback)(ctx, *args, **params)
+
+    mlir.register_lowering(prim, fallback)
+    mlir.register_lowering(prim, lower, platform="cpu")
+
+    def batch(args, dims, **params):
+        # Every operand gets the batch axis in front; the kernel treats it as more rows.
+        size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
+        args = [
+            jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+            for a, d in zip(args, dims, strict=True)
+        ]
+        return prim.bind(*args, **params), (0, 0)
+
+    batching.primitive_batchers[prim] = batch
+    return prim
+
+
+_map_p = _primitive("chiral_odd_map", "chiral_odd_map_forward", _xla_map, {0: 0, 1: 1})
+_slope_p = _primitive("chiral_odd_map_slope", "chiral_odd_map_backward", _xla_slope, {})
+
+
+def _map_jvp(primals, tangents, **params):
+    out = _map_p.bind(*primals, **params)
+    t = [ad.instantiate_zeros(t) for t in tangents]
+    return out, _slope_p.bind(*out, *t, **params)
+
+
+def _slope_jvp(primals, tangents, **params):
+    # Linear in t; through the outputs y by the XLA formula (second derivatives only).
+    y_plus, y_minus, t_plus, t_minus = primals
+    dy_plus, dy_minus, dt_plus, dt_minus = (ad.instantiate_zeros(t) for t in tangents)
+    out, through_y = jax.jvp(
+        lambda a, b: _xla_slope(a, b, t_plus, t_minus, **params),
+        (y_plus, y_minus),
+        (dy_plus, dy_minus),
+    )
+    through_t = _slope_p.bind(y_plus, y_minus, dt_plus, dt_minus, **params)
+    return out, [a + b for a, b in zip(through_y, through_t, strict=True)]
+
+
+def _slope_transpose(cotangents, plus_out, minus_out, t_plus, t_minus, **params):
+    # J is symmetric: the transpose of t -> J t is g -> J g. y is never linear here.
+    if ad.is_undefined_primal(plus_out) or ad.is_undefined_primal(minus_out):
+        raise NotImplementedError("the activation slope is not linear in the outputs")
+    cts = [ad.instantiate_zeros(c) for c in cotangents]
+    d_plus, d_minus = _slope_p.bind(plus_out, minus_out, *cts, **params)
+    return None, None, d_plus, d_minus
+
+
+ad.primitive_jvps[_map_p] = _map_jvp
+ad.primitive_jvps[_slope_p] = _slope_jvp
+ad.primitive_transposes[_slope_p] = _slope_transpose
+
+
 def odd_pair_map(
     plus: jax.Array, minus: jax.Array, pairs: int, kind: str
 ) -> tuple[jax.Array, jax.Array]:
-    """The odd activation ``kind`` on even/odd-basis arrays, fused (CPU, float32).
+    """The odd activation ``kind`` on even/odd-basis arrays, as one primitive.
 
     Shapes: ``plus [..., n+]``, ``minus [..., n-]`` with the same leading axes; the first
     ``pairs`` channels of each are the pairs' ``u`` and ``v``, the rest centre channels.
-    Returns ``(plus', minus')`` of the same shapes, equal to
-    :meth:`EigenActivations.map <chiral_jax.eigen.EigenActivations.map>` on the XLA path
-    (to float32 rounding). Check :func:`usable` first.
+    Returns ``(plus', minus')`` of the same shapes. Runs the fused kernel on CPU for
+    float32 (when :func:`available`), the same map in XLA ops otherwise.
     """
-    return _forward(plus, minus, pairs, kind)[0]
-
-
-def _forward(plus, minus, pairs, kind):
-    # The outputs overwrite the inputs' buffers (XLA copies first if an input lives on).
-    out = _call("chiral_odd_map_forward", (plus, minus), plus, minus, pairs=pairs, kind=kind,
-                aliases={0: 0, 1: 1})
-    return tuple(out), tuple(out)
-
-
-def _backward(pairs, kind, out, grads):
-    d_plus, d_minus = _call("chiral_odd_map_backward", out, *out, *grads, pairs=pairs, kind=kind,
-                            aliases={})
-    return d_plus, d_minus
-
-
-odd_pair_map.defvjp(_forward, _backward)
+    if kind not in KINDS:
+        raise ValueError(f"no fused kernel for {kind!r}; kernels: {sorted(KINDS)}")
+    if plus.shape[:-1] != minus.shape[:-1] or not 0 <= pairs <= min(plus.shape[-1],
+                                                                   minus.shape[-1]):
+        raise ValueError(
+            f"odd_pair_map needs plus [..., n+] and minus [..., n-] with equal leading axes "
+            f"and pairs <= n+, n-; got {plus.shape}, {minus.shape}, pairs={pairs}"
+        )
+    plus, minus = _map_p.bind(plus, minus, pairs=int(pairs), kind=kind)
+    return plus, minus

@@ -57,7 +57,25 @@ def test_kernel_equals_xla_path_in_values_and_gradients(layout, kind):
 
     ((_, y_xla), g_xla), ((_, y_native), g_native) = both(x)
     assert_trees_close((y_xla, g_xla), (y_native, g_native))
-    assert "ffi_call" in str(jax.make_jaxpr(lambda x: _apply(x, layout, kind, "native"))(x))
+    hlo = jax.jit(jax.grad(lambda x: jnp.vdot(_apply(x, layout, kind, "auto"), g))).lower(x)
+    assert {"chiral_odd_map_forward", "chiral_odd_map_backward"} <= set(
+        t for t in native.KERNEL_TARGETS if t in hlo.as_text()
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_mode_and_second_derivatives_match_the_xla_path(kind):
+    """``jacfwd`` runs the kernel's JVP primitive; a Hessian also needs the slope's
+    derivative through the outputs (taken from the XLA formula)."""
+    layout = LAYOUTS[0]
+    x = 2 * normal(5, (2, layout.size))
+
+    def loss(impl):
+        return lambda x: jnp.sum(jnp.sin(_apply(x, layout, kind, impl)) * x)
+
+    for transform in (jax.jacfwd, jax.hessian):
+        ref, got = (jax.jit(transform(loss(impl)))(x) for impl in ("xla", "auto"))
+        assert_trees_close(ref, got)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -86,14 +104,18 @@ def test_auto_runs_the_kernel_after_a_layer_and_matches_the_flat_network():
     def structured(x):
         return layer.eigen_call(EigenActivations.from_joint(x, layout)).map("tanh").to_joint()
 
-    assert "chiral_odd_map_forward" in str(jax.jit(structured).lower(x).as_text())
+    assert "chiral_odd_map_forward" in jax.jit(structured).lower(x).as_text()
     assert_trees_close(jnp.tanh(layer(x)), jax.jit(structured)(x))
-    # A dropout (or any `then` map), another dtype or a custom odd callable: the XLA path.
+    # A dropout (or any `then` map) or a custom odd callable: XLA ops, no primitive.
     z = EigenActivations.from_joint(x, layout)
-    assert "ffi_call" not in str(jax.make_jaxpr(lambda z: z.map("tanh", then=lambda a: a))(z))
-    assert "ffi_call" not in str(jax.make_jaxpr(lambda z: z.map(lambda a: a**3))(z))
+    assert "chiral_odd_map" not in str(jax.make_jaxpr(lambda z: z.map("tanh", then=abs))(z))
+    assert "chiral_odd_map" not in str(jax.make_jaxpr(lambda z: z.map(lambda a: a**3))(z))
+    # Another dtype: the primitive lowers to XLA ops.
     z16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), z)
-    assert "ffi_call" not in str(jax.make_jaxpr(lambda z: z.map("tanh"))(z16))
+    lowered = jax.jit(lambda z: z.map("tanh")).lower(z16).as_text()
+    assert "chiral_odd_map_forward" not in lowered
+    assert_trees_close(z.map("tanh").to_joint(), z16.map("tanh").to_joint().astype(jnp.float32),
+                       rtol=1e-2)
 
 
 def test_native_impl_explains_what_it_cannot_run():
@@ -110,24 +132,36 @@ def test_native_impl_explains_what_it_cannot_run():
 
 
 def _fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess:
-    code = (
-        "import warnings; warnings.simplefilter('error');"
-        "from chiral_jax import native;"
-        "import sys\n"
-        "try:\n  native.available()\n"
-        "except RuntimeWarning as w:\n  print('WARNED', w); sys.exit(3)\n"
-        "print('AVAILABLE')"
-    )
+    """Maps a tanh in a new process: prints the warning (exit 3) or that the kernel ran."""
+    code = """
+import sys, warnings
+import jax, jax.numpy as jnp
+from chiral_jax import ChiralLayout
+from chiral_jax.eigen import EigenActivations
+layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
+x = jnp.linspace(-3, 3, 4 * layout.size).reshape(4, layout.size)
+f = jax.jit(lambda x: EigenActivations.from_joint(x, layout).map("tanh").to_joint())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert jnp.allclose(f(x), jnp.tanh(x), atol=1e-6)
+    ran = "chiral_odd_map_forward" in f.lower(x).as_text()
+if caught:
+    print("WARNED", caught[0].message, ran); sys.exit(3)
+print("KERNEL" if ran else "NO KERNEL")
+"""
     return subprocess.run(
         [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
     )
 
 
 def test_without_the_kernel_everything_falls_back_with_one_warning(tmp_path):
+    """Without the kernel the same function runs on XLA ops (the values are checked in the
+    child process), after one warning naming the reason."""
     broken = _fresh_process({"CXX": "no-such-compiler", "CHIRAL_JAX_CACHE_DIR": str(tmp_path)})
-    assert broken.returncode == 3 and "no C++ compiler" in broken.stdout, broken.stderr
+    assert broken.returncode == 3, broken.stdout + broken.stderr
+    assert "no C++ compiler" in broken.stdout and broken.stdout.strip().endswith("False")
     off = _fresh_process({"CHIRAL_JAX_NATIVE": "0"})
     assert off.returncode == 3 and "CHIRAL_JAX_NATIVE=0" in off.stdout, off.stderr
     built = _fresh_process({"CHIRAL_JAX_CACHE_DIR": str(tmp_path)})
-    assert built.returncode == 0 and "AVAILABLE" in built.stdout, built.stderr
+    assert built.returncode == 0 and built.stdout.strip() == "KERNEL", built.stderr
     assert [p.suffix for p in tmp_path.iterdir()] == [".so"]
