@@ -77,17 +77,7 @@ def to_eigen(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
     layout.check_features(x, "to_eigen input")
     if not layout.is_canonical:
         x = jnp.take(x, _canonical_channels(layout), axis=-1)
-    pairs = len(layout.left) * layout.dims
-    n_neg = len(layout.negated)
-    s = _pair_signs(layout, x.dtype, x.ndim)
-    x_l, x_r = x[..., :pairs], x[..., pairs : 2 * pairs]
-    centre = x[..., 2 * pairs :].reshape(x.shape[:-1] + (len(layout.centre), layout.dims))
-    n_c = len(layout.centre)
-    c_p = centre[..., n_neg:].reshape(x.shape[:-1] + (n_c * (layout.dims - n_neg),))
-    c_n = centre[..., :n_neg].reshape(x.shape[:-1] + (n_c * n_neg,))
-    plus = jnp.concatenate([x_l + s * x_r, c_p], axis=-1)
-    minus = jnp.concatenate([x_l - s * x_r, c_n], axis=-1)
-    return plus, minus
+    return native.split(x, **_basis_params(layout), scale=1.0)
 
 
 def from_eigen(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> jax.Array:
@@ -100,24 +90,15 @@ def from_eigen(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> jax.A
             f"from_eigen expects plus [..., {layout.n_plus}] and minus [..., {layout.n_minus}] "
             f"for this layout, got {plus.shape} and {minus.shape}"
         )
-    pairs = len(layout.left) * layout.dims
-    lead = plus.shape[:-1]
-    u, v = plus[..., :pairs], minus[..., :pairs]
-    half = jnp.asarray(0.5, plus.dtype)
-    x_l = (u + v) * half
-    x_r = _pair_signs(layout, plus.dtype, plus.ndim) * (u - v) * half
-    n_c, n_neg = len(layout.centre), len(layout.negated)
-    centre = jnp.concatenate(
-        [
-            minus[..., pairs:].reshape(lead + (n_c, n_neg)),
-            plus[..., pairs:].reshape(lead + (n_c, layout.dims - n_neg)),
-        ],
-        axis=-1,
-    ).reshape(lead + (n_c * layout.dims,))
-    x = jnp.concatenate([x_l, x_r, centre], axis=-1)
+    x = native.merge(plus, minus, **_basis_params(layout), scale=0.5)
     if not layout.is_canonical:
         x = jnp.take(x, np.argsort(_canonical_channels(layout)), axis=-1)
     return x
+
+
+def _basis_params(layout: ChiralLayout) -> dict[str, int]:
+    return dict(left=len(layout.left), centre=len(layout.centre), joint_dims=layout.dims,
+                negated=len(layout.negated))
 
 
 def eigen_kernels(
@@ -403,7 +384,7 @@ def _check_native(kind: str | None, then, plus: jax.Array, minus: jax.Array) -> 
         raise ValueError(f"impl='native' is a CPU kernel; the backend is {jax.default_backend()}")
     if not native.available():
         raise RuntimeError(
-            f"impl='native': the fused kernel is unavailable ({native.unavailable_reason()})"
+            f"impl='native': the fused kernels are unavailable ({native.unavailable_reason()})"
         )
 
 

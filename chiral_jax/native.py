@@ -1,25 +1,29 @@
-"""A fused CPU kernel for odd activations in the even/odd basis (XLA FFI primitives).
+"""Fused CPU kernels for the even/odd basis, as JAX primitives over XLA's FFI.
 
-An odd activation on :class:`~chiral_jax.eigen.EigenActivations` has to mix each pair's
-``u`` and ``v``: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)`` with ``p, q = (u +- v) / 2``.
-XLA's CPU fusions either evaluate ``f`` twice per value or write ``f(p)``, ``f(q)`` to
-memory in between, which made the activation cost about twice the plain network's
-``tanh``. :func:`odd_pair_map` does it in one pass per direction (``csrc/odd_map.cc``):
-forward reads ``u, v`` and writes ``u', v'`` in place; backward needs only the outputs.
+Two jobs that XLA's CPU fusions do in several passes run here in one
+(``csrc/even_odd.cc``):
 
-The kernel is compiled on first use with the system C++ compiler (``$CXX``, else
+* **The odd activation** (:func:`odd_pair_map`). On
+  :class:`~chiral_jax.eigen.EigenActivations` it has to mix each pair's ``u`` and ``v``:
+  ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)`` with ``p, q = (u +- v) / 2``. XLA either
+  evaluates ``f`` twice per value or writes ``f(p)``, ``f(q)`` to memory in between,
+  about twice the cost of the plain network's ``tanh``. The kernel reads ``u, v`` and
+  writes ``u', v'`` in place; its backward pass needs only the outputs. Its JVP is a
+  second primitive, ``J(y) t``, which is its own transpose (``J`` is symmetric).
+* **The basis changes** (:func:`split`, :func:`merge`: ``to_eigen`` and ``from_eigen``
+  on canonical layouts), each the other's transpose. XLA emits the pair sums, the
+  strided centre slices and the concatenation as separate kernels.
+
+So ``grad``, ``jvp``, ``jacfwd``, Hessians and ``vmap`` all work. Each primitive lowers
+to its kernel on CPU for float32 when the kernels are available, and to the equivalent
+XLA ops everywhere else (GPU, TPU, other dtypes, no compiler): the same numbers, slower.
+
+The kernels are compiled on first use with the system C++ compiler (``$CXX``, else
 ``c++``/``g++``), against the FFI headers of the installed jaxlib and for the host CPU
 (``-march=native``), and cached in ``$CHIRAL_JAX_CACHE_DIR`` (default
-``~/.cache/chiral_jax``) under a key of the source, the jaxlib version, the flags and
-the CPU. Without a compiler, or with ``CHIRAL_JAX_NATIVE=0``, :func:`available` is
-``False`` (with one warning naming the reason).
-
-:func:`odd_pair_map` binds a JAX primitive with the full set of rules: its JVP is a
-second primitive, the map's Jacobian-vector product ``J(y) t`` (which is its own
-transpose: ``J`` is symmetric), so ``grad``, ``jvp``, ``jacfwd``, Hessians and ``vmap``
-all work. Each primitive lowers to the FFI kernel on CPU for float32 when the kernel is
-available, and to the equivalent XLA elementwise ops everywhere else (GPU, TPU, other
-dtypes, no compiler): same numbers, only slower.
+``~/.cache/chiral_jax``) under a key of the source, the jax and jaxlib versions, the
+flags and the CPU. Without a compiler, or with ``CHIRAL_JAX_NATIVE=0``,
+:func:`available` is ``False`` (with one warning naming the reason).
 """
 
 from __future__ import annotations
@@ -44,15 +48,17 @@ from jax.interpreters import ad, batching, mlir
 
 from chiral_jax.activations import ODD_ACTIVATIONS
 
-_SOURCE = Path(__file__).parent / "csrc" / "odd_map.cc"
+_SOURCE = Path(__file__).parent / "csrc" / "even_odd.cc"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
 # FFI target name -> the handler's symbol in the library.
 KERNEL_TARGETS = {
     "chiral_odd_map_forward": "ChiralOddMapForward",
     "chiral_odd_map_backward": "ChiralOddMapBackward",
+    "chiral_split": "ChiralSplit",
+    "chiral_merge": "ChiralMerge",
 }
 
-#: The activations with a fused kernel, by name, and their kernel codes.
+#: The activations with a fused kernel, by name, and their codes in the kernel.
 KINDS = {"tanh": 0, "softsign": 1, "hardtanh": 2}
 
 
@@ -71,10 +77,16 @@ def _compiler() -> str | None:
 
 
 def _cache_dir() -> Path:
+    """``$CHIRAL_JAX_CACHE_DIR``, else the user cache; a per-user temp dir if unwritable."""
     if os.environ.get("CHIRAL_JAX_CACHE_DIR"):
         return Path(os.environ["CHIRAL_JAX_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "chiral_jax"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chiral_jax"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        return Path(tempfile.gettempdir()) / f"chiral_jax-{user}"
+    return base
 
 
 def _cpu_signature() -> str:
@@ -97,7 +109,7 @@ def _build(compiler: str) -> Path:
         key.update(part if isinstance(part, bytes) else part.encode())
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    library = cache / f"odd_map-{key.hexdigest()[:16]}.so"
+    library = cache / f"even_odd-{key.hexdigest()[:16]}.so"
     if library.exists():
         return library
     # Build beside the target and rename: concurrent builds (test workers) never see a
@@ -124,8 +136,8 @@ def _load() -> tuple[bool, str]:
         return False, "no C++ compiler found (set CXX or install g++)"
     try:
         library = ctypes.cdll.LoadLibrary(str(_build(compiler)))
-    except (OSError, RuntimeError) as err:
-        return False, str(err)
+    except Exception as err:  # an optional speed-up: any failure means XLA ops instead
+        return False, f"{type(err).__name__}: {err}"
     for target, symbol in KERNEL_TARGETS.items():
         jax.ffi.register_ffi_target(
             target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
@@ -134,7 +146,7 @@ def _load() -> tuple[bool, str]:
 
 
 def available() -> bool:
-    """Whether the fused kernel is built and registered (builds it on the first call)."""
+    """Whether the fused kernels are built and registered (builds them on the first call)."""
     ok, reason = _load()
     if not ok:
         _warn_once(reason)
@@ -142,15 +154,15 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str:
-    """Why the kernel is unavailable (empty when it is available)."""
+    """Why the kernels are unavailable (empty when they are available)."""
     return _load()[1]
 
 
 @functools.cache
 def _warn_once(reason: str) -> None:
     warnings.warn(
-        f"chiral_jax: the fused CPU activation kernel is unavailable ({reason}); "
-        "using the XLA path (same results, slower)",
+        f"chiral_jax: the fused CPU kernels are unavailable ({reason}); "
+        "using XLA ops (same results, slower)",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -199,9 +211,11 @@ def _xla_slope(plus_out, minus_out, t_plus, t_minus, *, pairs: int, kind: str):
     )
 
 
-def _primitive(name: str, target: str, xla_fn, aliases: dict[int, int]) -> Primitive:
+def _primitive(name: str, target: str, xla_fn, out_shapes, ffi_attrs, aliases) -> Primitive:
     """A primitive lowered to the FFI ``target`` on CPU (float32, kernel available) and to
-    ``xla_fn`` elsewhere; outputs have the first two operands' shapes."""
+    ``xla_fn`` elsewhere. ``out_shapes(*in_shapes, **params)`` gives the output shapes
+    (dtype of the first operand), ``ffi_attrs(**params)`` the kernel's attributes, and
+    ``aliases`` maps operands to the outputs they may overwrite."""
     prim = Primitive(name)
     prim.multiple_results = True
 
@@ -209,40 +223,58 @@ def _primitive(name: str, target: str, xla_fn, aliases: dict[int, int]) -> Primi
     def compiled(**params):
         return jax.jit(functools.partial(prim.bind, **params))
 
-    prim.def_impl(lambda *args, **params: compiled(**params)(*args))
-    prim.def_abstract_eval(lambda *args, **_: (args[0].update(), args[1].update()))
+    def abstract(*avals, **params):
+        shapes = out_shapes(*(a.shape for a in avals), **params)
+        return tuple(jax.core.ShapedArray(shape, avals[0].dtype) for shape in shapes)
 
-    def ffi(*args, pairs, kind):
-        shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args[:2])
-        return jax.ffi.ffi_call(target, shapes, input_output_aliases=aliases)(
-            *args, pairs=np.int64(pairs), kind=np.int32(KINDS[kind])
-        )
+    prim.def_impl(lambda *args, **params: compiled(**params)(*args))
+    prim.def_abstract_eval(abstract)
+
+    def ffi(*args, **params):
+        shapes = out_shapes(*(a.shape for a in args), **params)
+        results = tuple(jax.ShapeDtypeStruct(shape, args[0].dtype) for shape in shapes)
+        call = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)
+        return call(*args, **ffi_attrs(**params))
 
     fallback = mlir.lower_fun(xla_fn, multiple_results=True)
     native = mlir.lower_fun(ffi, multiple_results=True)
 
     def lower(ctx, *args, **params):
-        f32 = all(a.dtype == jnp.float32 and a.size for a in ctx.avals_in)
+        avals = [*ctx.avals_in, *ctx.avals_out]
+        f32 = all(a.dtype == jnp.float32 and a.size for a in avals)
         return (native if f32 and available() else fallback)(ctx, *args, **params)
 
     mlir.register_lowering(prim, fallback)
     mlir.register_lowering(prim, lower, platform="cpu")
 
     def batch(args, dims, **params):
-        # Every operand gets the batch axis in front; the kernel treats it as more rows.
+        # Every operand gets the batch axis in front; the kernels treat it as more rows.
         size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
         args = [
             jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
             for a, d in zip(args, dims, strict=True)
         ]
-        return prim.bind(*args, **params), (0, 0)
+        out = prim.bind(*args, **params)
+        return out, (0,) * len(out)
 
     batching.primitive_batchers[prim] = batch
     return prim
 
 
-_map_p = _primitive("chiral_odd_map", "chiral_odd_map_forward", _xla_map, {0: 0, 1: 1})
-_slope_p = _primitive("chiral_odd_map_slope", "chiral_odd_map_backward", _xla_slope, {})
+def _same_shapes(plus, minus, *_, **__):
+    return plus, minus
+
+
+def _map_attrs(*, pairs: int, kind: str) -> dict:
+    return dict(pairs=np.int64(pairs), kind=np.int32(KINDS[kind]))
+
+
+_map_p = _primitive(
+    "chiral_odd_map", "chiral_odd_map_forward", _xla_map, _same_shapes, _map_attrs, {0: 0, 1: 1}
+)
+_slope_p = _primitive(
+    "chiral_odd_map_slope", "chiral_odd_map_backward", _xla_slope, _same_shapes, _map_attrs, {}
+)
 
 
 def _map_jvp(primals, tangents, **params):
@@ -298,3 +330,139 @@ def odd_pair_map(
         )
     plus, minus = _map_p.bind(plus, minus, pairs=int(pairs), kind=kind)
     return plus, minus
+
+
+# --- Basis changes (canonical layouts) -------------------------------------------------
+# Parameters: left (pairs of joints), centre (centre joints), joint_dims, negated (how many of
+# each joint's joint_dims are negated: the first ones), scale.
+
+
+def _basis_sizes(left: int, centre: int, joint_dims: int, negated: int) -> tuple[int, ...]:
+    """``(joint-basis size, n+, n-)``."""
+    pairs = left * joint_dims
+    size = (2 * left + centre) * joint_dims
+    return size, pairs + centre * (joint_dims - negated), pairs + centre * negated
+
+
+def _split_shapes(x, *, left, centre, joint_dims, negated, scale):
+    _, n_plus, n_minus = _basis_sizes(left, centre, joint_dims, negated)
+    return (*x[:-1], n_plus), (*x[:-1], n_minus)
+
+
+def _merge_shapes(plus, minus, *, left, centre, joint_dims, negated, scale):
+    size, _, _ = _basis_sizes(left, centre, joint_dims, negated)
+    return ((*plus[:-1], size),)
+
+
+def _basis_attrs(*, left, centre, joint_dims, negated, scale) -> dict:
+    return dict(left=np.int64(left), centre=np.int64(centre), dims=np.int64(joint_dims),
+                negated=np.int64(negated), scale=np.float32(scale))
+
+
+def _pair_signs(joint_dims: int, negated: int, left: int, like: jax.Array) -> jax.Array:
+    """``s`` over the pair channels, shaped to broadcast against ``like``."""
+    signs = np.tile(np.r_[-np.ones(negated), np.ones(joint_dims - negated)], left)
+    return jnp.asarray(signs, like.dtype).reshape((1,) * (like.ndim - 1) + (-1,))
+
+
+def _xla_split(x, *, left, centre, joint_dims, negated, scale):
+    """``x -> (plus, minus)``: ``u, v = scale (x_L +- s x_R)``; centre joint_dims split by sign."""
+    pairs = left * joint_dims
+    lead = x.shape[:-1]
+    s = _pair_signs(joint_dims, negated, left, x)
+    k = jnp.asarray(scale, x.dtype)
+    x_l, x_r = x[..., :pairs], x[..., pairs : 2 * pairs]
+    c = x[..., 2 * pairs :].reshape(lead + (centre, joint_dims))
+    c_p = c[..., negated:].reshape(lead + (centre * (joint_dims - negated),))
+    c_n = c[..., :negated].reshape(lead + (centre * negated,))
+    return (
+        jnp.concatenate([k * (x_l + s * x_r), c_p], axis=-1),
+        jnp.concatenate([k * (x_l - s * x_r), c_n], axis=-1),
+    )
+
+
+def _xla_merge(plus, minus, *, left, centre, joint_dims, negated, scale):
+    """``(plus, minus) -> x``: ``x_L = scale (u + v)``, ``x_R = scale s (u - v)``."""
+    pairs = left * joint_dims
+    lead = plus.shape[:-1]
+    s = _pair_signs(joint_dims, negated, left, plus)
+    k = jnp.asarray(scale, plus.dtype)
+    u, v = plus[..., :pairs], minus[..., :pairs]
+    c = jnp.concatenate(
+        [minus[..., pairs:].reshape(lead + (centre, negated)),
+         plus[..., pairs:].reshape(lead + (centre, joint_dims - negated))],
+        axis=-1,
+    ).reshape(lead + (centre * joint_dims,))
+    return (jnp.concatenate([k * (u + v), k * s * (u - v), c], axis=-1),)
+
+
+_split_p = _primitive("chiral_split", "chiral_split", _xla_split, _split_shapes, _basis_attrs, {})
+_merge_p = _primitive("chiral_merge", "chiral_merge", _xla_merge, _merge_shapes, _basis_attrs, {})
+
+
+def _linear_jvp(prim):
+    def jvp(primals, tangents, **params):
+        tangents = [ad.instantiate_zeros(t) for t in tangents]
+        return prim.bind(*primals, **params), prim.bind(*tangents, **params)
+
+    return jvp
+
+
+def _split_transpose(cotangents, x, **params):
+    # The transpose of u = k (x_L + s x_R), v = k (x_L - s x_R) is x_L = k (u + v),
+    # x_R = k s (u - v): the merge with the same scale (centre channels: copies).
+    return _merge_p.bind(*(ad.instantiate_zeros(c) for c in cotangents), **params)
+
+
+def _merge_transpose(cotangents, plus, minus, **params):
+    return _split_p.bind(ad.instantiate_zeros(cotangents[0]), **params)
+
+
+ad.primitive_jvps[_split_p] = _linear_jvp(_split_p)
+ad.primitive_jvps[_merge_p] = _linear_jvp(_merge_p)
+ad.primitive_transposes[_split_p] = _split_transpose
+ad.primitive_transposes[_merge_p] = _merge_transpose
+
+
+def split(
+    x: jax.Array, *, left: int, centre: int, joint_dims: int, negated: int, scale: float = 1.0
+) -> tuple[jax.Array, jax.Array]:
+    """A canonical joint-basis ``x [..., (2 left + centre) joint_dims]`` to ``(plus, minus)``.
+
+    ``u, v = scale (x_L +- s x_R)`` (``s = -1`` on each joint's first ``negated`` dims),
+    then the centre joints' positive / negated dims. ``scale=1`` is
+    :func:`chiral_jax.eigen.to_eigen` on a canonical layout.
+    """
+    params = dict(
+        left=left, centre=centre, joint_dims=joint_dims, negated=negated, scale=float(scale)
+    )
+    if x.shape[-1:] != (_basis_sizes(left, centre, joint_dims, negated)[0],):
+        raise ValueError(f"split: x [..., {_basis_sizes(left, centre, joint_dims, negated)[0]}] "
+                         f"expected for this layout, got {x.shape}")
+    plus, minus = _split_p.bind(x, **params)
+    return plus, minus
+
+
+def merge(
+    plus: jax.Array,
+    minus: jax.Array,
+    *,
+    left: int,
+    centre: int,
+    joint_dims: int,
+    negated: int,
+    scale: float = 0.5,
+) -> jax.Array:
+    """The inverse shape of :func:`split`: ``x_L = scale (u + v)``, ``x_R = scale s (u - v)``.
+
+    ``scale=1/2`` is :func:`chiral_jax.eigen.from_eigen` on a canonical layout.
+    """
+    params = dict(
+        left=left, centre=centre, joint_dims=joint_dims, negated=negated, scale=float(scale)
+    )
+    _, n_plus, n_minus = _basis_sizes(left, centre, joint_dims, negated)
+    if plus.shape[-1:] != (n_plus,) or minus.shape != plus.shape[:-1] + (n_minus,):
+        raise ValueError(f"merge: plus [..., {n_plus}] and minus [..., {n_minus}] with equal "
+                         f"leading axes expected for this layout, got {plus.shape}, {minus.shape}")
+    (x,) = _merge_p.bind(plus, minus, **params)
+    return x

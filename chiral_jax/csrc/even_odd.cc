@@ -1,5 +1,14 @@
-// A fused odd activation on activations held in the even/odd basis (CPU, float32).
+// Fused CPU kernels (float32) for activations held in the even/odd basis: the basis
+// changes and the odd activation.
 //
+// Basis changes (canonical layouts: joints [left, right, centre], each joint's dims
+// [negated, positive], s = -1 on negated dims). Split: x -> plus = [u, c_p],
+// minus = [v, c_n] with u = b (x_L + s x_R), v = b (x_L - s x_R); merge: the inverse
+// shape, x_L = a (u + v), x_R = a s (u - v), centre channels copied back. b = 1 is
+// to_eigen and a = 1/2 from_eigen; each is the other's transpose with the same scale.
+// XLA emits either as several kernels plus a concatenation; here it is one pass.
+//
+// The odd activation:
 // plus [..., n+] = [u (pairs), c_p], minus [..., n-] = [v (pairs), c_n]. For each pair
 // channel p = (u + v) / 2 and q = (u - v) / 2 are the joint-basis values up to sign, and
 // an odd f gives u' = f(p) + f(q), v' = f(p) - f(q); centre channels map as they are.
@@ -223,6 +232,124 @@ ffi::Error OddMapBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> plus_out,
   return ffi::Error::Success();
 }
 
+struct Basis {
+  int64_t rows, left, centre, dims, negated;
+  float scale;
+  int64_t pairs() const { return left * dims; }
+  int64_t size() const { return (2 * left + centre) * dims; }
+  int64_t n_plus() const { return pairs() + centre * (dims - negated); }
+  int64_t n_minus() const { return pairs() + centre * negated; }
+};
+
+void SplitRows(const float* x, float* plus, float* minus, const Basis& b, int64_t begin,
+               int64_t end) {
+  const int64_t d = b.dims, n = b.negated, pairs = b.pairs();
+  for (int64_t r = begin; r < end; ++r) {
+    const float* xr = x + r * b.size();
+    float* u = plus + r * b.n_plus();
+    float* v = minus + r * b.n_minus();
+    for (int64_t i = 0; i < b.left; ++i) {
+      const float* xl = xr + i * d;
+      const float* xrt = xr + pairs + i * d;
+      float* ui = u + i * d;
+      float* vi = v + i * d;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < n; ++k) {
+        ui[k] = b.scale * (xl[k] - xrt[k]);
+        vi[k] = b.scale * (xl[k] + xrt[k]);
+      }
+#pragma GCC ivdep
+      for (int64_t k = n; k < d; ++k) {
+        ui[k] = b.scale * (xl[k] + xrt[k]);
+        vi[k] = b.scale * (xl[k] - xrt[k]);
+      }
+    }
+    for (int64_t c = 0; c < b.centre; ++c) {
+      const float* xc = xr + 2 * pairs + c * d;
+      std::copy(xc, xc + n, v + pairs + c * n);
+      std::copy(xc + n, xc + d, u + pairs + c * (d - n));
+    }
+  }
+}
+
+void MergeRows(const float* plus, const float* minus, float* x, const Basis& b, int64_t begin,
+               int64_t end) {
+  const int64_t d = b.dims, n = b.negated, pairs = b.pairs();
+  for (int64_t r = begin; r < end; ++r) {
+    float* xr = x + r * b.size();
+    const float* u = plus + r * b.n_plus();
+    const float* v = minus + r * b.n_minus();
+    for (int64_t i = 0; i < b.left; ++i) {
+      float* xl = xr + i * d;
+      float* xrt = xr + pairs + i * d;
+      const float* ui = u + i * d;
+      const float* vi = v + i * d;
+#pragma GCC ivdep
+      for (int64_t k = 0; k < n; ++k) {
+        xl[k] = b.scale * (ui[k] + vi[k]);
+        xrt[k] = b.scale * (vi[k] - ui[k]);
+      }
+#pragma GCC ivdep
+      for (int64_t k = n; k < d; ++k) {
+        xl[k] = b.scale * (ui[k] + vi[k]);
+        xrt[k] = b.scale * (ui[k] - vi[k]);
+      }
+    }
+    for (int64_t c = 0; c < b.centre; ++c) {
+      float* xc = xr + 2 * pairs + c * d;
+      std::copy(v + pairs + c * n, v + pairs + (c + 1) * n, xc);
+      std::copy(u + pairs + c * (d - n), u + pairs + (c + 1) * (d - n), xc + n);
+    }
+  }
+}
+
+ffi::Error MakeBasis(ffi::AnyBuffer::Dimensions joint, int64_t left, int64_t centre, int64_t dims,
+                     int64_t negated, float scale, Basis* b) {
+  if (joint.size() == 0 || left < 0 || centre < 0 || negated < 0 || negated > dims ||
+      joint.back() != (2 * left + centre) * dims) {
+    return ffi::Error::InvalidArgument("joint-basis array does not match the layout");
+  }
+  *b = Basis{1, left, centre, dims, negated, scale};
+  for (auto it = joint.begin(); it != joint.end() - 1; ++it) b->rows *= *it;
+  return ffi::Error::Success();
+}
+
+ffi::Error Split(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> plus,
+                 ffi::ResultBuffer<ffi::F32> minus, int64_t left, int64_t centre, int64_t dims,
+                 int64_t negated, float scale) {
+  Basis b;
+  if (ffi::Error e = MakeBasis(x.dimensions(), left, centre, dims, negated, scale, &b);
+      e.failure()) {
+    return e;
+  }
+  const float* in = x.typed_data();
+  float *u = plus->typed_data(), *v = minus->typed_data();
+  ParallelRows(pool, b.rows, b.size(), [=](int64_t begin, int64_t end) {
+    SplitRows(in, u, v, b, begin, end);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Merge(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> plus, ffi::Buffer<ffi::F32> minus,
+                 ffi::ResultBuffer<ffi::F32> x, int64_t left, int64_t centre, int64_t dims,
+                 int64_t negated, float scale) {
+  Basis b;
+  if (ffi::Error e = MakeBasis(x->dimensions(), left, centre, dims, negated, scale, &b);
+      e.failure()) {
+    return e;
+  }
+  if (static_cast<int64_t>(plus.element_count()) != b.rows * b.n_plus() ||
+      static_cast<int64_t>(minus.element_count()) != b.rows * b.n_minus()) {
+    return ffi::Error::InvalidArgument("plus and minus do not match the layout");
+  }
+  const float *u = plus.typed_data(), *v = minus.typed_data();
+  float* out = x->typed_data();
+  ParallelRows(pool, b.rows, b.size(), [=](int64_t begin, int64_t end) {
+    MergeRows(u, v, out, b, begin, end);
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralOddMapForward, OddMapForward,
@@ -246,3 +373,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralOddMapBackward, OddMapBackward,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("pairs")
                                   .Attr<int32_t>("kind"));
+
+#define CHIRAL_BASIS_ATTRS                \
+  .Attr<int64_t>("left")                  \
+      .Attr<int64_t>("centre")            \
+      .Attr<int64_t>("dims")              \
+      .Attr<int64_t>("negated")           \
+      .Attr<float>("scale")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralSplit, Split,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() CHIRAL_BASIS_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralMerge, Merge,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() CHIRAL_BASIS_ATTRS);
