@@ -22,10 +22,11 @@ blocks' notation (rows out, columns in; ``S = diag(s_in)``)
 is ``a = [2 b_l, b_cp]`` (the ``-1`` space has none). ``A`` and ``B`` are sums,
 differences and concatenations of the free blocks: ``O(params)``, no gathers.
 
-The basis change is a fused add/sub per channel. Canonical layouts (joints
-``[left, right, centre]``, negated dims first: every ``ChiralLayout.hidden``)
-need only slices; any other order costs one static channel permutation, meant
-for the network's narrow skeleton inputs and outputs.
+The basis change is an add/sub per channel: on canonical layouts (joints
+``[left, right, centre]``, negated dims first: every ``ChiralLayout.hidden``) one pass
+of :func:`chiral_jax.native.split` / :func:`~chiral_jax.native.merge` (a fused CPU
+kernel, XLA ops elsewhere); any other order costs one static channel permutation
+before it, meant for the network's narrow skeleton inputs and outputs.
 
 The implementation of an equivariant dense layer is just::
 

@@ -135,7 +135,12 @@ def _load() -> tuple[bool, str]:
     if compiler is None:
         return False, "no C++ compiler found (set CXX or install g++)"
     try:
-        library = ctypes.cdll.LoadLibrary(str(_build(compiler)))
+        path = _build(compiler)
+        try:
+            library = ctypes.cdll.LoadLibrary(str(path))
+        except OSError:  # a damaged cache entry: build it once more
+            path.unlink(missing_ok=True)
+            library = ctypes.cdll.LoadLibrary(str(_build(compiler)))
     except Exception as err:  # an optional speed-up: any failure means XLA ops instead
         return False, f"{type(err).__name__}: {err}"
     for target, symbol in KERNEL_TARGETS.items():

@@ -165,7 +165,13 @@ def test_without_the_kernel_everything_falls_back_with_one_warning(tmp_path):
     assert off.returncode == 3 and "CHIRAL_JAX_NATIVE=0" in off.stdout, off.stderr
     built = _fresh_process({"CHIRAL_JAX_CACHE_DIR": str(tmp_path)})
     assert built.returncode == 0 and built.stdout.strip() == "KERNEL", built.stderr
-    assert [p.suffix for p in tmp_path.iterdir()] == [".so"]
+    (library,) = tmp_path.iterdir()
+    assert library.suffix == ".so"
+    # A damaged cache entry is rebuilt.
+    library.write_bytes(b"not a shared library")
+    rebuilt = _fresh_process({"CHIRAL_JAX_CACHE_DIR": str(tmp_path)})
+    assert rebuilt.returncode == 0 and rebuilt.stdout.strip() == "KERNEL", rebuilt.stderr
+    assert library.read_bytes() != b"not a shared library"
 
 
 def _basis_params(layout: ChiralLayout) -> dict[str, int]:
