@@ -16,7 +16,8 @@ Two jobs that XLA's CPU fusions do in several passes run here in one
 
 So ``grad``, ``jvp``, ``jacfwd``, Hessians and ``vmap`` all work. Each primitive lowers
 to its kernel on CPU for float32 when the kernels are available, and to the equivalent
-XLA ops everywhere else (GPU, TPU, other dtypes, no compiler): the same numbers, slower.
+XLA ops everywhere else (GPU, TPU, other dtypes, no compiler, and computations that XLA
+partitions over several devices, which cannot split a custom call): the same numbers.
 
 The kernels are compiled on first use with the system C++ compiler (``$CXX``, else
 ``c++``/``g++``), against the FFI headers of the installed jaxlib and for the host CPU
@@ -216,6 +217,19 @@ def _xla_slope(plus_out, minus_out, t_plus, t_minus, *, pairs: int, kind: str):
     )
 
 
+def _partitioned_by_xla(ctx) -> bool:
+    """Whether XLA's SPMD partitioner will split this computation (a ``jit`` over several
+    devices, or the automatic axes of a ``shard_map``). It cannot split a custom call and
+    would gather its operands onto every device, so the XLA ops are used there instead."""
+    axis_context = ctx.module_context.axis_context
+    if getattr(axis_context, "num_devices", 1) > 1:
+        return True
+    mesh, manual = getattr(axis_context, "mesh", None), getattr(axis_context, "manual_axes", None)
+    if mesh is None or manual is None:
+        return False
+    return any(size > 1 for name, size in mesh.shape.items() if name not in manual)
+
+
 def _primitive(name: str, target: str, xla_fn, out_shapes, ffi_attrs, aliases) -> Primitive:
     """A primitive lowered to the FFI ``target`` on CPU (float32, kernel available) and to
     ``xla_fn`` elsewhere. ``out_shapes(*in_shapes, **params)`` gives the output shapes
@@ -247,7 +261,8 @@ def _primitive(name: str, target: str, xla_fn, out_shapes, ffi_attrs, aliases) -
     def lower(ctx, *args, **params):
         avals = [*ctx.avals_in, *ctx.avals_out]
         f32 = all(a.dtype == jnp.float32 and a.size for a in avals)
-        return (native if f32 and available() else fallback)(ctx, *args, **params)
+        use_kernel = f32 and not _partitioned_by_xla(ctx) and available()
+        return (native if use_kernel else fallback)(ctx, *args, **params)
 
     mlir.register_lowering(prim, fallback)
     mlir.register_lowering(prim, lower, platform="cpu")

@@ -229,3 +229,34 @@ def test_basis_change_kernels_reject_mismatched_shapes():
         native.split(jnp.ones((2, 5)), **params)
     with pytest.raises(ValueError, match="merge: plus"):
         native.merge(jnp.ones((2, 3)), jnp.ones((3, 3)), **params)
+
+
+_SHARDED = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from chiral_jax import ChiralLayout
+from chiral_jax.eigen import EigenActivations
+layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
+mesh = Mesh(np.array(jax.devices()), ("d",))
+x = jnp.linspace(-3, 3, 8 * layout.size).reshape(8, layout.size)
+def f(x):
+    return EigenActivations.from_joint(x, layout).map("tanh").to_joint()
+sharded = jax.jit(f).lower(jax.device_put(x, NamedSharding(mesh, P("d")))).compile()
+per_shard = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("d"), out_specs=P("d")))
+assert jnp.allclose(sharded(jax.device_put(x, NamedSharding(mesh, P("d")))), jnp.tanh(x), atol=1e-6)
+assert jnp.allclose(per_shard(x), jnp.tanh(x), atol=1e-6)
+print(len(jax.devices()), "chiral_odd_map" in sharded.as_text(), "all-gather" in sharded.as_text(),
+      "chiral_odd_map" in per_shard.lower(x).compile().as_text())
+"""
+
+
+def test_partitioned_computations_use_xla_ops_and_shard_map_the_kernel():
+    """XLA cannot partition a custom call (it would gather every operand): a ``jit`` over
+    4 devices lowers to XLA ops with no all-gather; inside ``shard_map`` each device runs
+    the kernel on its shard."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "False", "False", "True"]
