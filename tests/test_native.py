@@ -6,7 +6,6 @@ build, so a broken kernel fails here rather than silently falling back.
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from flax import nnx
 from chiral_jax import ChiralLayout, ChiralLinear, assert_equivariant, native
 from chiral_jax.eigen import EigenActivations
 
-HAS_COMPILER = bool(os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++"))
+HAS_COMPILER = native._compiler() is not None
 pytestmark = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler to build the kernel")
 
 KINDS = sorted(native.KINDS)
