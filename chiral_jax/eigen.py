@@ -62,13 +62,6 @@ def _canonical_channels(layout: ChiralLayout) -> np.ndarray:
     return (joints[:, None] * layout.dims + dims[None, :]).reshape(-1)
 
 
-def _pair_signs(layout: ChiralLayout, dtype, ndim: int) -> jax.Array:
-    """``s`` over the flattened pair channels ``(|L|, D)``, broadcastable to ``ndim`` axes."""
-    signs = np.tile(np.r_[-np.ones(len(layout.negated)), np.ones(len(layout.positive))],
-                    len(layout.left))
-    return jnp.asarray(signs, dtype).reshape((1,) * (ndim - 1) + (-1,))
-
-
 def to_eigen(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
     """Joint basis to the even/odd basis.
 
@@ -78,7 +71,7 @@ def to_eigen(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
     layout.check_features(x, "to_eigen input")
     if not layout.is_canonical:
         x = jnp.take(x, _canonical_channels(layout), axis=-1)
-    return native.split(x, **_basis_params(layout), scale=1.0)
+    return native.split(x, **basis_params(layout), scale=1.0)
 
 
 def from_eigen(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> jax.Array:
@@ -91,15 +84,19 @@ def from_eigen(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> jax.A
             f"from_eigen expects plus [..., {layout.n_plus}] and minus [..., {layout.n_minus}] "
             f"for this layout, got {plus.shape} and {minus.shape}"
         )
-    x = native.merge(plus, minus, **_basis_params(layout), scale=0.5)
+    x = native.merge(plus, minus, **basis_params(layout), scale=0.5)
     if not layout.is_canonical:
         x = jnp.take(x, np.argsort(_canonical_channels(layout)), axis=-1)
     return x
 
 
-def _basis_params(layout: ChiralLayout) -> dict[str, int]:
-    return dict(left=len(layout.left), centre=len(layout.centre), joint_dims=layout.dims,
-                negated=len(layout.negated))
+def _pair_params(layout: ChiralLayout) -> dict[str, int]:
+    return dict(left=len(layout.left), joint_dims=layout.dims, negated=len(layout.negated))
+
+
+def basis_params(layout: ChiralLayout) -> dict[str, int]:
+    """The layout as :func:`chiral_jax.native.split` / ``merge`` take it (canonical order)."""
+    return dict(_pair_params(layout), centre=len(layout.centre))
 
 
 def eigen_kernels(
@@ -364,7 +361,7 @@ def mirror_stats(z: EigenActivations, axis_name: str | None = None) -> tuple[jax
     mu = from_eigen(m_plus, jnp.zeros((layout.n_minus,), jnp.float32), layout)
     # Both joints of a pair get w = (E[u^2] + E[v^2]) / 4: u = (1 + s) w, v = (1 - s) w.
     w = (q_plus[:pairs] + q_minus[:pairs]) / 4
-    s = _pair_signs(layout, jnp.float32, 1)
+    s = native.pair_signs(**_pair_params(layout), like=w)
     q = from_eigen(
         jnp.concatenate([(1 + s) * w, q_plus[pairs:]]),
         jnp.concatenate([(1 - s) * w, q_minus[pairs:]]),

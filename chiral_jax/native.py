@@ -379,17 +379,18 @@ def _basis_attrs(*, left, centre, joint_dims, negated, scale) -> dict:
                 negated=np.int64(negated), scale=np.float32(scale))
 
 
-def _pair_signs(joint_dims: int, negated: int, left: int, like: jax.Array) -> jax.Array:
-    """``s`` over the pair channels, shaped to broadcast against ``like``."""
+def pair_signs(*, left: int, joint_dims: int, negated: int, like: jax.Array) -> jax.Array:
+    """``s`` over the flattened pair channels ``(left, joint_dims)`` of a canonical layout
+    (``-1`` on each joint's first ``negated`` dims), shaped to broadcast against ``like``."""
     signs = np.tile(np.r_[-np.ones(negated), np.ones(joint_dims - negated)], left)
     return jnp.asarray(signs, like.dtype).reshape((1,) * (like.ndim - 1) + (-1,))
 
 
 def _xla_split(x, *, left, centre, joint_dims, negated, scale):
-    """``x -> (plus, minus)``: ``u, v = scale (x_L +- s x_R)``; centre joint_dims split by sign."""
+    """``x -> (plus, minus)``: ``u, v = scale (x_L +- s x_R)``; centre dims split by sign."""
     pairs = left * joint_dims
     lead = x.shape[:-1]
-    s = _pair_signs(joint_dims, negated, left, x)
+    s = pair_signs(left=left, joint_dims=joint_dims, negated=negated, like=x)
     k = jnp.asarray(scale, x.dtype)
     x_l, x_r = x[..., :pairs], x[..., pairs : 2 * pairs]
     c = x[..., 2 * pairs :].reshape(lead + (centre, joint_dims))
@@ -405,7 +406,7 @@ def _xla_merge(plus, minus, *, left, centre, joint_dims, negated, scale):
     """``(plus, minus) -> x``: ``x_L = scale (u + v)``, ``x_R = scale s (u - v)``."""
     pairs = left * joint_dims
     lead = plus.shape[:-1]
-    s = _pair_signs(joint_dims, negated, left, plus)
+    s = pair_signs(left=left, joint_dims=joint_dims, negated=negated, like=plus)
     k = jnp.asarray(scale, plus.dtype)
     u, v = plus[..., :pairs], minus[..., :pairs]
     c = jnp.concatenate(

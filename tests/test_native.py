@@ -18,7 +18,7 @@ from _numeric import assert_trees_close, normal
 from flax import nnx
 
 from chiral_jax import ChiralLayout, ChiralLinear, assert_equivariant, native
-from chiral_jax.eigen import EigenActivations
+from chiral_jax.eigen import EigenActivations, basis_params
 
 HAS_COMPILER = native._compiler() is not None
 pytestmark = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler to build the kernel")
@@ -137,7 +137,7 @@ def _fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess:
 import sys, warnings
 import jax, jax.numpy as jnp
 from chiral_jax import ChiralLayout
-from chiral_jax.eigen import EigenActivations
+from chiral_jax.eigen import EigenActivations, basis_params
 layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
 x = jnp.linspace(-3, 3, 4 * layout.size).reshape(4, layout.size)
 f = jax.jit(lambda x: EigenActivations.from_joint(x, layout).map("tanh").to_joint())
@@ -173,18 +173,13 @@ def test_without_the_kernel_everything_falls_back_with_one_warning(tmp_path):
     assert library.read_bytes() != b"not a shared library"
 
 
-def _basis_params(layout: ChiralLayout) -> dict[str, int]:
-    return dict(left=len(layout.left), centre=len(layout.centre), joint_dims=layout.dims,
-                negated=len(layout.negated))
-
-
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=str)
 def test_basis_change_kernels_equal_xla_ops_and_are_each_others_transpose(layout, scale):
     """split / merge (the kernels under ``to_eigen`` / ``from_eigen``) against their XLA
     formulas, forward and under ``grad`` and ``jvp``; ``split_k`` and ``merge_k`` are
     transposes (``<split(x), g> = <x, merge(g)>``)."""
-    params = dict(_basis_params(layout), scale=scale)
+    params = dict(basis_params(layout), scale=scale)
     canonical = ChiralLayout.hidden(len(layout.left), len(layout.centre), layout.dims,
                                     len(layout.negated))
     x = normal(6, (3, 4, canonical.size))
@@ -234,7 +229,7 @@ _SHARDED = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from chiral_jax import ChiralLayout
-from chiral_jax.eigen import EigenActivations
+from chiral_jax.eigen import EigenActivations, basis_params
 layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
 mesh = Mesh(np.array(jax.devices()), ("d",))
 x = jnp.linspace(-3, 3, 8 * layout.size).reshape(8, layout.size)

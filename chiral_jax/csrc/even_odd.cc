@@ -352,45 +352,41 @@ ffi::Error Merge(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> plus, ffi::Buffer<f
 
 }  // namespace
 
+using F32Buffer = ffi::Buffer<ffi::F32>;
+
+#define CHIRAL_ODD_MAP_ATTRS .Attr<int64_t>("pairs").Attr<int32_t>("kind")
+#define CHIRAL_BASIS_ATTRS \
+  .Attr<int64_t>("left").Attr<int64_t>("centre").Attr<int64_t>("dims").Attr<int64_t>("negated") \
+      .Attr<float>("scale")
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralOddMapForward, OddMapForward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pairs")
-                                  .Attr<int32_t>("kind"));
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>() CHIRAL_ODD_MAP_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralOddMapBackward, OddMapBackward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pairs")
-                                  .Attr<int32_t>("kind"));
-
-#define CHIRAL_BASIS_ATTRS                \
-  .Attr<int64_t>("left")                  \
-      .Attr<int64_t>("centre")            \
-      .Attr<int64_t>("dims")              \
-      .Attr<int64_t>("negated")           \
-      .Attr<float>("scale")
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>() CHIRAL_ODD_MAP_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralSplit, Split,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() CHIRAL_BASIS_ATTRS);
+                                  .Arg<F32Buffer>()
+                                  .Ret<F32Buffer>()
+                                  .Ret<F32Buffer>() CHIRAL_BASIS_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ChiralMerge, Merge,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>() CHIRAL_BASIS_ATTRS);
+                                  .Arg<F32Buffer>()
+                                  .Arg<F32Buffer>()
+                                  .Ret<F32Buffer>() CHIRAL_BASIS_ATTRS);
