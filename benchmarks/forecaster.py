@@ -1,7 +1,7 @@
 """Recurrent model cases: the chiral pose forecaster in one pass against the plain one,
 alone and with test-time flip augmentation.
 
-The models are the forecasting task's own :class:`tasks.forecasting.model.Forecaster`
+The models are the forecasting task's own :class:`chiral_tasks.forecasting.model.Forecaster`
 (seq2seq, 2 + 2 stacked LSTMs, autoregressive decoding), in evaluation mode. The
 chiral model's LSTM cells take their layers' ``impl="auto"`` path on flat activations:
 their gates use unsigned layouts, and a gate times a signed vector is not diagonal in
@@ -18,7 +18,7 @@ import jax
 from flax import nnx
 
 from benchmarks.temporal import eval_fn, flip_average, time_against_flip
-from tasks.forecasting.model import POSE_LAYOUT, Forecaster, ForecasterConfig
+from chiral_tasks.forecasting.model import POSE_LAYOUT, Forecaster, ForecasterConfig
 
 
 @dataclasses.dataclass(frozen=True)

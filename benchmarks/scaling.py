@@ -2,7 +2,7 @@
 
 Each device count runs in its own process (the count is fixed when JAX starts),
 training a VideoPose3D-like chiral temporal convolution network with the task
-core's :class:`~tasks.common.train.Trainer` on a fixed global batch:
+core's :class:`~chiral_tasks.common.train.Trainer` on a fixed global batch:
 
     python -m benchmarks.scaling --devices 1 2 4 8 --out runs/scaling
 
@@ -31,9 +31,9 @@ def _worker(devices: int, batch: int, steps: int, warmup: int, gpu: bool) -> dic
 
     from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout
     from chiral_jax.skeletons import H36M_17
-    from tasks.common.data import Batcher
-    from tasks.common.distributed import data_mesh
-    from tasks.common.train import TrainConfig, Trainer
+    from chiral_tasks.common.data import Batcher
+    from chiral_tasks.common.distributed import data_mesh
+    from chiral_tasks.common.train import TrainConfig, Trainer
 
     layout_in, layout_out = H36M_17.layout(2), H36M_17.layout(3)
     hidden = ChiralLayout.hidden(pairs=6, centre=5, dims=16, negated=0.5)  # 272 channels

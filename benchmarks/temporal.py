@@ -1,7 +1,7 @@
 """Model-level cases: the chiral temporal model in one pass against the plain model,
 alone and with test-time flip augmentation.
 
-The models are the lifting task's own :class:`tasks.lifting.model.TemporalModel`
+The models are the lifting task's own :class:`chiral_tasks.lifting.model.TemporalModel`
 (VideoPose3D's architecture), in evaluation mode.
 
 Flip augmentation (VideoPose3D's evaluation): mirror the input, predict, mirror the
@@ -23,7 +23,7 @@ from flax import nnx
 from benchmarks.timing import Variant, flops, time_variants
 from chiral_jax import ChiralLayout
 from chiral_jax.skeletons import H36M_17
-from tasks.lifting.model import TemporalModel
+from chiral_tasks.lifting.model import TemporalModel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,10 +45,10 @@ from matplotlib.colors import hsv_to_rgb
 from chiral_jax import ChiralGenerator, ChiralLayout, ChiralLinear, assert_equivariant
 from chiral_jax.eigen import EigenActivations
 from chiral_jax.skeletons import H36M_17
-from tasks.common.camera import make_cameras, project_to_2d
-from tasks.common.motion import make_subjects, simulate, to_skeleton
-from tasks.lifting.model import TemporalModel
-from tasks.lifting.plots import plot_pose
+from chiral_tasks.common.camera import make_cameras, project_to_2d
+from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
+from chiral_tasks.lifting.model import TemporalModel
+from chiral_tasks.lifting.plots import plot_pose
 
 OUT = Path(os.environ.get("CHIRAL_TOUR_OUT") or tempfile.mkdtemp(prefix="chiral_tour_"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -318,9 +318,9 @@ for dims in (8, 60):
 # %% [markdown]
 # ## 6. A small lifting model
 #
-# VideoPose3D's temporal convolutional network (`tasks.lifting.model.TemporalModel`),
+# VideoPose3D's temporal convolutional network (`chiral_tasks.lifting.model.TemporalModel`),
 # chiral: an expand convolution and one residual block, both of width 3 (receptive field
-# 9), 17 × 8 hidden channels. Data: the procedural humanoid of `tasks.common.motion`,
+# 9), 17 × 8 hidden channels. Data: the procedural humanoid of `chiral_tasks.common.motion`,
 # filmed by four Human3.6M-like cameras; inputs are 2D poses in normalised screen
 # coordinates, targets 3D poses in the camera frame relative to the hip. The training
 # data holds only right-handed performances; the test sequence is a held-out subject

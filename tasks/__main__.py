@@ -1,5 +1,5 @@
-"""``python -m tasks``: the ``chiral`` command."""
+"""``python -m chiral_tasks``: the ``chiral`` command."""
 
-from tasks.cli import main
+from chiral_tasks.cli import main
 
 raise SystemExit(main())

@@ -12,12 +12,12 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from tasks.common.cli import maybe_initialize
+from chiral_tasks.common.cli import maybe_initialize
 
 TASKS = {
-    "lifting": ("tasks.lifting.cli", "2D-to-3D pose lifting (Human3.6M, HumanEva)"),
-    "forecasting": ("tasks.forecasting.cli", "2D pose forecasting (Penn Action)"),
-    "recognition": ("tasks.recognition.cli", "skeleton action recognition (Kinetics)"),
+    "lifting": ("chiral_tasks.lifting.cli", "2D-to-3D pose lifting (Human3.6M, HumanEva)"),
+    "forecasting": ("chiral_tasks.forecasting.cli", "2D pose forecasting (Penn Action)"),
+    "recognition": ("chiral_tasks.recognition.cli", "skeleton action recognition (Kinetics)"),
 }
 
 

@@ -22,7 +22,7 @@ from benchmarks.temporal import (
     run_train_case,
 )
 from chiral_jax.skeletons import H36M_17
-from tasks.lifting.model import TemporalModel
+from chiral_tasks.lifting.model import TemporalModel
 
 
 @pytest.mark.parametrize(

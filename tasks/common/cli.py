@@ -25,8 +25,8 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-from tasks.common import distributed
-from tasks.common.train import TrainConfig
+from chiral_tasks.common import distributed
+from chiral_tasks.common.train import TrainConfig
 
 Command = Callable[[argparse.Namespace], int | None]
 

@@ -72,7 +72,7 @@ def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh with axis ``"data"`` over ``devices`` (default: all devices of all processes).
 
     Devices are ordered by process, so each process's devices hold one contiguous
-    block of the batch: the block its :class:`~tasks.common.data.Batcher` reads.
+    block of the batch: the block its :class:`~chiral_tasks.common.data.Batcher` reads.
     """
     devices = jax.devices() if devices is None else list(devices)
     if not devices:

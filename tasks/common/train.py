@@ -14,7 +14,7 @@ Checkpoints hold the three pytrees plus the step, epoch, data position, history 
 the partial sums of the running epoch, so a run interrupted anywhere and resumed
 with ``resume=True`` continues bit for bit as if it had never stopped.
 
-The step is data parallel over every device (:mod:`tasks.common.distributed`): the
+The step is data parallel over every device (:mod:`chiral_tasks.common.distributed`): the
 state is replicated, each global batch is split along its leading axis, and XLA
 reduces gradients and batch statistics over the whole batch, so ``D`` devices
 compute the one-device step up to floating-point summation order. Batch sizes are
@@ -41,9 +41,9 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from tasks.common import distributed
-from tasks.common.checkpoint import Checkpointer, CheckpointError
-from tasks.common.data import Batcher
+from chiral_tasks.common import distributed
+from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
+from chiral_tasks.common.data import Batcher
 
 LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
 
@@ -312,7 +312,7 @@ class Trainer:
         training-mode model; it may change settings such as BatchNorm momentum.
         Changing a static attribute recompiles the step.
       mesh: the devices to train on, a 1-D mesh with axis ``"data"``
-        (:func:`~tasks.common.distributed.data_mesh`); default: every device of every
+        (:func:`~chiral_tasks.common.distributed.data_mesh`); default: every device of every
         process. Every process must build the same model (same seed).
 
     Attributes:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.common.cli import add_command, add_train_args, config_from_args
-from tasks.common.results import format_table, mean_std_over_seeds, read_results, write_results
-from tasks.forecasting import plots, synth
-from tasks.forecasting import train as fc
-from tasks.forecasting.penn import PENN_ACTIONS
+from chiral_tasks.common.cli import add_command, add_train_args, config_from_args
+from chiral_tasks.common.results import format_table, mean_std_over_seeds, read_results, write_results
+from chiral_tasks.forecasting import plots, synth
+from chiral_tasks.forecasting import train as fc
+from chiral_tasks.forecasting.penn import PENN_ACTIONS
 
 ROWS = {
     "plain": "plain w/o aug",

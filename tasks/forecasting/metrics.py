@@ -1,7 +1,7 @@
 """PCK for pose forecasting, on (joint, xy) arrays.
 
 Poses are normalised per video by ``(xy - mid) / (L/2)`` (see
-:func:`tasks.forecasting.penn.normalize_video`), so PCK@0.05 -- a joint within
+:func:`chiral_tasks.forecasting.penn.normalize_video`), so PCK@0.05 -- a joint within
 ``0.05 * L`` of the truth -- is a distance below 0.1 in normalised units.
 
 The metric takes poses shaped (..., joints, 2) and never a flat vector: TP-RNN's

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
-from tasks.common.results import plot_curves
+from chiral_tasks.common.results import plot_curves
 
 _BONES = [(p, j) for j, p in enumerate(PENN_ACTION_13.parents) if p >= 0]
 

@@ -1,11 +1,11 @@
 """A procedural stand-in for Penn Action: label files written from simulated motion.
 
-Each video is one performer (a :func:`tasks.common.motion.make_subjects` subject
-with its own handedness and motion seed) doing the :mod:`tasks.common.motion`
+Each video is one performer (a :func:`chiral_tasks.common.motion.make_subjects` subject
+with its own handedness and motion seed) doing the :mod:`chiral_tasks.common.motion`
 action behind one of the 15 Penn classes (:data:`PENN_TO_MOTION`), filmed at
 30 fps by a pinhole camera at a random azimuth, elevation, distance and framing
 in an image of a random size. The files are written with
-:func:`tasks.forecasting.penn.write_video_mat`, so everything downstream reads
+:func:`chiral_tasks.forecasting.penn.write_video_mat`, so everything downstream reads
 them exactly like the real ``labels/NNNN.mat``.
 
 Visibility is 0 for a joint that projects outside the image or that lies behind
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
-from tasks.common.camera import look_at, project_to_2d, world_to_camera
-from tasks.common.motion import make_subjects, simulate, to_skeleton
-from tasks.forecasting.penn import PENN_ACTIONS, write_video_mat
+from chiral_tasks.common.camera import look_at, project_to_2d, world_to_camera
+from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
+from chiral_tasks.forecasting.penn import PENN_ACTIONS, write_video_mat
 
 PENN_TO_MOTION: dict[str, str] = {
     "baseball_pitch": "baseball_pitch",

@@ -1,7 +1,7 @@
 """Training and evaluation of the forecasters on Penn Action label files.
 
 A run folder holds ``run.json`` (the model and training settings), the
-checkpoints of :class:`tasks.common.train.Trainer` under ``checkpoints/`` and,
+checkpoints of :class:`chiral_tasks.common.train.Trainer` under ``checkpoints/`` and,
 once evaluated, ``results.json``. The three trained variants of the paper's
 Table 3 are :data:`VARIANTS`; test-time flip augmentation is an evaluation
 option on top of a trained plain model.
@@ -19,19 +19,19 @@ import numpy as np
 from flax import nnx
 
 from chiral_jax.skeletons import PENN_ACTION_13
-from tasks.common.augment import flip_batch
-from tasks.common.data import Batcher
-from tasks.common.distributed import process_shard
-from tasks.common.train import TrainConfig, Trainer, predict
-from tasks.forecasting.metrics import pck
-from tasks.forecasting.model import (
+from chiral_tasks.common.augment import flip_batch
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.distributed import process_shard
+from chiral_tasks.common.train import TrainConfig, Trainer, predict
+from chiral_tasks.forecasting.metrics import pck
+from chiral_tasks.forecasting.model import (
     POSE_LAYOUT,
     Forecaster,
     ForecasterConfig,
     forecast_loss,
     mirrored_average,
 )
-from tasks.forecasting.penn import ForecastSamples, load_penn_action, make_samples
+from chiral_tasks.forecasting.penn import ForecastSamples, load_penn_action, make_samples
 
 VARIANTS: dict[str, tuple[bool, bool]] = {
     "plain": (False, False),

@@ -22,7 +22,7 @@ schema and pass the file to ``chiral lifting convert --cameras``::
     }
 
 Human3.6M's published extrinsics give the translation in millimetres: divide by
-1000. Every field of :class:`tasks.common.camera.Camera` is required.
+1000. Every field of :class:`chiral_tasks.common.camera.Camera` is required.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tasks.common.camera import Camera
+from chiral_tasks.common.camera import Camera
 
 
 def _record(camera: Camera) -> dict:

@@ -8,14 +8,14 @@ import dataclasses
 import time
 from pathlib import Path
 
-from tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
-from tasks.common.results import write_results
-from tasks.lifting import experiments, formats
-from tasks.lifting.cameras import load_cameras_json
-from tasks.lifting.data import camera_sequences, default_split, load_dataset
-from tasks.lifting.evaluate import evaluate
-from tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
-from tasks.lifting.train import (
+from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.results import write_results
+from chiral_tasks.lifting import experiments, formats
+from chiral_tasks.lifting.cameras import load_cameras_json
+from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
+from chiral_tasks.lifting.evaluate import evaluate
+from chiral_tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
+from chiral_tasks.lifting.train import (
     PAPER_MODEL,
     PAPER_TRAIN,
     QUICK_MODEL,

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tasks.lifting import formats
-from tasks.lifting.cameras import load_cameras_json
+from chiral_tasks.lifting import formats
+from chiral_tasks.lifting.cameras import load_cameras_json
 
 H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
 H36M_TEST = ("S9", "S11")
@@ -37,7 +37,7 @@ def load_dataset(
       path: our ``.npz`` (:func:`formats.load_npz`), or VideoPose3D's
         ``data_3d_<ds>.npz`` when ``path_2d`` is given.
       path_2d: VideoPose3D's ``data_2d_<ds>_<detector>.npz``.
-      cameras: the cameras JSON (:mod:`tasks.lifting.cameras`), needed with ``path_2d``.
+      cameras: the cameras JSON (:mod:`chiral_tasks.lifting.cameras`), needed with ``path_2d``.
       allow_pickle: trust VideoPose3D's pickled files (loading them runs code stored in
         them); refused otherwise.
     """

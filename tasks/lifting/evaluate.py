@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
-from tasks.common.data import WindowSampler
-from tasks.common.train import predict
-from tasks.lifting.data import Sequences
-from tasks.lifting.metrics import action_wise, mpjpe, mpjve, n_mpjpe, p_mpjpe
-from tasks.lifting.model import TemporalModel, flip_tta
+from chiral_tasks.common.data import WindowSampler
+from chiral_tasks.common.train import predict
+from chiral_tasks.lifting.data import Sequences
+from chiral_tasks.lifting.metrics import action_wise, mpjpe, mpjve, n_mpjpe, p_mpjpe
+from chiral_tasks.lifting.model import TemporalModel, flip_tta
 
 METRICS = {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "n_mpjpe": n_mpjpe, "mpjve": mpjve}
 """Reported errors, each in millimetres."""

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.common.results import format_table, mean_std_over_seeds, plot_curves
-from tasks.common.train import TrainConfig
-from tasks.lifting import formats
-from tasks.lifting.data import Sequences, camera_sequences, default_split
-from tasks.lifting.evaluate import evaluate, predict_sequences
-from tasks.lifting.plots import plot_pose
-from tasks.lifting.train import ModelConfig, TrainedModel, save_model, train
+from chiral_tasks.common.results import format_table, mean_std_over_seeds, plot_curves
+from chiral_tasks.common.train import TrainConfig
+from chiral_tasks.lifting import formats
+from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
+from chiral_tasks.lifting.evaluate import evaluate, predict_sequences
+from chiral_tasks.lifting.plots import plot_pose
+from chiral_tasks.lifting.train import ModelConfig, TrainedModel, save_model, train
 
 VARIANTS = ("chiral", "plain", "plain_tta")
 REPORTED = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")

@@ -39,7 +39,7 @@ only, so reading it runs no code from the file. Its entries:
     origin at the top-left image corner.
 ``{subject}/cameras/{k}/{field}``
     only when ``camera_ids`` is not null, for ``k < C``: the fields of
-    :class:`tasks.common.camera.Camera` (its ``to_dict``): ``id`` (0-d string),
+    :class:`chiral_tasks.common.camera.Camera` (its ``to_dict``): ``id`` (0-d string),
     ``res_w``, ``res_h`` (0-d int, pixels), ``center`` (2) and ``focal_length`` (2)
     in pixels, ``radial`` (3) and ``tangential`` (2) distortion, ``orientation`` (4)
     the camera-to-world quaternion ``(w, x, y, z)``, ``translation`` (3) the camera
@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15, SKELETONS, Skeleton
-from tasks.common.camera import Camera, normalize_screen_coordinates
+from chiral_tasks.common.camera import Camera, normalize_screen_coordinates
 
 FORMAT_NAME = "chiral_jax.lifting"
 FORMAT_VERSION = 1

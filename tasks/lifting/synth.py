@@ -1,13 +1,13 @@
 """A procedurally generated stand-in for Human3.6M and HumanEva-I, in their file formats.
 
-:func:`generate_dataset` films the procedural humanoid of :mod:`tasks.common.motion`
+:func:`generate_dataset` films the procedural humanoid of :mod:`chiral_tasks.common.motion`
 with Human3.6M-like cameras and adds detector-like 2D noise; :func:`write_dataset`
 writes the result three ways, so that every loader is exercised end to end:
 
 - VideoPose3D's pickled pair ``data_3d_<ds>.npz`` (Human3.6M: 32-joint arrays, our
   17 joints at :data:`formats.H36M_KEPT_JOINTS`, the other 15 plausible filler)
   and ``data_2d_<ds>_<detector>.npz`` (a few more 2D frames than mocap frames, as
-  real detections have), plus ``cameras_<ds>.json`` (:mod:`tasks.lifting.cameras`);
+  real detections have), plus ``cameras_<ds>.json`` (:mod:`chiral_tasks.lifting.cameras`);
 - our pickle-free ``<ds>.npz`` (:func:`formats.save_npz`), the same data.
 
 Human3.6M: subjects S1 S5 S6 S7 S8 S9 S11 (each with its own body and cameras),
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
-from tasks.common.camera import Camera, make_cameras, project_to_pixels
-from tasks.common.motion import make_subjects, simulate, to_skeleton
-from tasks.lifting import formats
-from tasks.lifting.cameras import save_cameras_json
+from chiral_tasks.common.camera import Camera, make_cameras, project_to_pixels
+from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
+from chiral_tasks.lifting import formats
+from chiral_tasks.lifting.cameras import save_cameras_json
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 H36M_ACTIONS = {

@@ -1,6 +1,6 @@
 """Training a lifting model the VideoPose3D way, and saving/loading trained models.
 
-The pipeline: per-camera sequences (:mod:`tasks.lifting.data`) -> a
+The pipeline: per-camera sequences (:mod:`chiral_tasks.lifting.data`) -> a
 :class:`WindowSampler` with one output frame per sample (a window of exactly the
 receptive field, fed to the model's strided training path) -> a :class:`Batcher`
 that mirrors the samples marked ``flip`` (every window is listed plain and
@@ -26,13 +26,13 @@ import numpy as np
 from flax import nnx
 
 from chiral_jax.skeletons import Skeleton
-from tasks.common.augment import mirror_where
-from tasks.common.checkpoint import Checkpointer, CheckpointError
-from tasks.common.data import Batcher, WindowSampler
-from tasks.common.distributed import process_shard
-from tasks.common.train import TrainConfig, Trainer
-from tasks.lifting.data import Sequences
-from tasks.lifting.model import TemporalModel, set_bn_momentum, videopose3d_bn_momentum
+from chiral_tasks.common.augment import mirror_where
+from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
+from chiral_tasks.common.data import Batcher, WindowSampler
+from chiral_tasks.common.distributed import process_shard
+from chiral_tasks.common.train import TrainConfig, Trainer
+from chiral_tasks.lifting.data import Sequences
+from chiral_tasks.lifting.model import TemporalModel, set_bn_momentum, videopose3d_bn_momentum
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from tasks.recognition.kinetics import mirror_clip
+from chiral_tasks.recognition.kinetics import mirror_clip
 
 
 def valid_length(data: np.ndarray) -> np.ndarray:

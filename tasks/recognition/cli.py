@@ -13,13 +13,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
-from tasks.common.results import format_table, mean_std_over_seeds, write_results
-from tasks.recognition import data as data_io
-from tasks.recognition.augment import Augment
-from tasks.recognition.model import CPU_WIDTHS, PAPER_WIDTHS, ModelConfig
-from tasks.recognition.synth import SynthConfig, generate
-from tasks.recognition.train import (
+from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
+from chiral_tasks.recognition import data as data_io
+from chiral_tasks.recognition.augment import Augment
+from chiral_tasks.recognition.model import CPU_WIDTHS, PAPER_WIDTHS, ModelConfig
+from chiral_tasks.recognition.synth import SynthConfig, generate
+from chiral_tasks.recognition.train import (
     PAPER,
     PAPER_WINDOW,
     QUICK,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.recognition.kinetics import load_kinetics_dir, load_npy_split
+from chiral_tasks.recognition.kinetics import load_kinetics_dir, load_npy_split
 
 FORMATS = ("auto", "npy", "json")
 

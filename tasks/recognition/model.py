@@ -201,7 +201,7 @@ class Block(nnx.Module):
 
 
 class SkeletonClassifier(nnx.Module):
-    """The classifier of :mod:`tasks.recognition.model`: (N, 3, T, 18, M) -> (N, classes).
+    """The classifier of :mod:`chiral_tasks.recognition.model`: (N, 3, T, 18, M) -> (N, classes).
 
     >>> model = SkeletonClassifier(ModelConfig(num_classes=5), rngs=nnx.Rngs(0))
     >>> model(jnp.zeros((2, 3, 32, 18, 2))).shape

@@ -1,6 +1,6 @@
 """A procedural Kinetics-skeleton dataset: OpenPose-18 detections of synthetic actions.
 
-Each clip films one or two procedural performers (:mod:`tasks.common.motion`) doing
+Each clip films one or two procedural performers (:mod:`chiral_tasks.common.motion`) doing
 the clip's action with a pinhole camera at a random azimuth, height and zoom, and
 writes what a pose detector would report: OpenPose-18 joints in a 340x256 frame,
 normalised to [0, 1], with a confidence per joint. Detections are imperfect:
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import OPENPOSE_18
-from tasks.common.camera import look_at, project_to_2d, world_to_camera
-from tasks.common.motion import ACTIONS, make_subjects, simulate, to_skeleton
-from tasks.recognition.kinetics import (
+from chiral_tasks.common.camera import look_at, project_to_2d, world_to_camera
+from chiral_tasks.common.motion import ACTIONS, make_subjects, simulate, to_skeleton
+from chiral_tasks.recognition.kinetics import (
     load_kinetics_dir,
     save_npy_split,
     write_clip_json,
@@ -74,7 +74,7 @@ class SynthConfig:
     """What to generate.
 
     Args:
-      classes: action names from :data:`tasks.common.motion.ACTIONS`, one per class.
+      classes: action names from :data:`chiral_tasks.common.motion.ACTIONS`, one per class.
       clips_per_class: clips per class over both splits.
       val_fraction: the share of each class's clips in the validation split.
       min_frames, max_frames: clip length range (frames at 30 fps).

@@ -16,15 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tasks.common.data import Batcher
-from tasks.common.distributed import process_shard
-from tasks.common.results import write_results
-from tasks.common.train import TrainConfig, Trainer, predict
-from tasks.recognition.augment import Augment
-from tasks.recognition.data import Split
-from tasks.recognition.kinetics import mirror_clip
-from tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
-from tasks.recognition.model import ModelConfig, SkeletonClassifier, build, count_params
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.distributed import process_shard
+from chiral_tasks.common.results import write_results
+from chiral_tasks.common.train import TrainConfig, Trainer, predict
+from chiral_tasks.recognition.augment import Augment
+from chiral_tasks.recognition.data import Split
+from chiral_tasks.recognition.kinetics import mirror_clip
+from chiral_tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
+from chiral_tasks.recognition.model import ModelConfig, SkeletonClassifier, build, count_params
 
 QUICK = TrainConfig(
     epochs=30,

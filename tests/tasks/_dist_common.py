@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tasks.common.data import Batcher
-from tasks.common.distributed import process_shard
-from tasks.common.train import TrainConfig, Trainer
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.distributed import process_shard
+from chiral_tasks.common.train import TrainConfig, Trainer
 
 BATCH = 16
 SAMPLES = 64  # 4 steps per epoch

@@ -15,7 +15,7 @@ import sys
 import jax
 from _dist_common import make_run, save_state
 
-from tasks.common.distributed import data_mesh, shard_batch
+from chiral_tasks.common.distributed import data_mesh, shard_batch
 
 
 def main(out: str) -> None:

@@ -12,7 +12,7 @@ import sys
 import jax
 from _dist_common import make_run, save_state
 
-from tasks.common.distributed import initialize
+from chiral_tasks.common.distributed import initialize
 
 
 def main(port: str, process_id: str, out: str) -> None:

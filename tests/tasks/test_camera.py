@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.common import camera as cam
+from chiral_tasks.common import camera as cam
 
 
 def _random_quaternions(rng, n):

@@ -8,9 +8,9 @@ import pytest
 
 from chiral_jax import ChiralLayout
 from chiral_jax.skeletons import H36M_17, OPENPOSE_18
-from tasks.common.augment import flip_batch, mirror, mirror_where
-from tasks.common.data import Batcher, WindowSampler
-from tasks.common.results import (
+from chiral_tasks.common.augment import flip_batch, mirror, mirror_where
+from chiral_tasks.common.data import Batcher, WindowSampler
+from chiral_tasks.common.results import (
     format_table,
     mean_std_over_seeds,
     plot_curves,

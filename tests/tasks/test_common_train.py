@@ -13,11 +13,11 @@ import optax
 import pytest
 from flax import nnx
 
-import tasks.cli
-from tasks.common.checkpoint import Checkpointer, CheckpointError
-from tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
-from tasks.common.data import Batcher
-from tasks.common.train import (
+import chiral_tasks.cli
+from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
+from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.train import (
     TrainConfig,
     Trainer,
     learning_rate,
@@ -311,21 +311,21 @@ def test_chiral_dispatches_to_a_registered_task(monkeypatch, tmp_path):
         add_train_args(add_command(subparsers, "train", train, "train the model"))
 
     monkeypatch.setitem(sys.modules, "fake_task_cli", types.SimpleNamespace(register=register))
-    monkeypatch.setitem(tasks.cli.TASKS, "fake", ("fake_task_cli", "a test task"))
-    monkeypatch.setitem(tasks.cli.TASKS, "broken", ("no_such_module_here", "missing"))
-    assert tasks.cli.main(["fake", "train", "--epochs", "2", "--out", str(tmp_path)]) == 3
+    monkeypatch.setitem(chiral_tasks.cli.TASKS, "fake", ("fake_task_cli", "a test task"))
+    monkeypatch.setitem(chiral_tasks.cli.TASKS, "broken", ("no_such_module_here", "missing"))
+    assert chiral_tasks.cli.main(["fake", "train", "--epochs", "2", "--out", str(tmp_path)]) == 3
     assert ran[0].epochs == 2
     with pytest.raises(SystemExit) as exit_info:
-        tasks.cli.main(["broken", "train"])
+        chiral_tasks.cli.main(["broken", "train"])
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:
-        tasks.cli.main(["fake", "train", "--help"])
+        chiral_tasks.cli.main(["fake", "train", "--help"])
     assert exit_info.value.code == 0
 
 
 def test_chiral_help_exits_zero_and_lists_the_tasks():
     done = subprocess.run(
-        [sys.executable, "-m", "tasks", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "chiral_tasks", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     for name in ("lifting", "forecasting", "recognition"):

@@ -21,9 +21,9 @@ from flax import nnx
 
 from chiral_jax import ChiralConv1d, ChiralLinear, assert_equivariant
 from chiral_jax.skeletons import H36M_17
-from tasks.common import cli, distributed
-from tasks.common.data import Batcher
-from tasks.common.train import TrainConfig
+from chiral_tasks.common import cli, distributed
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.train import TrainConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A step on D devices sums the same numbers in another order: float32 round-off only.

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-import tasks.cli
-from tasks.forecasting import penn
+import chiral_tasks.cli
+from chiral_tasks.forecasting import penn
 
 
 def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     data, run = tmp_path / "labels", tmp_path / "run"
-    tasks.cli.main(
+    chiral_tasks.cli.main(
         ["forecasting", "generate", "--out", str(data), "--num-videos", "16",
          "--min-frames", "20", "--max-frames", "30", "--no-progress"]
     )  # fmt: skip
@@ -19,7 +19,7 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     assert len(train) == len(test) == 8
 
     common = ["--data-dir", str(data), "--hidden", "26", "--no-progress"]
-    tasks.cli.main(
+    chiral_tasks.cli.main(
         ["forecasting", "train", *common, "--model", "plain", "--augment", "--out", str(run),
          "--epochs", "1", "--batch-size", "64", "--max-steps", "2"]
     )  # fmt: skip
@@ -30,7 +30,7 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     assert record["train"]["lr"] == 0.005 and record["train"]["clip_norm"] == 5.0
 
     out = tmp_path / "eval.json"
-    tasks.cli.main(
+    chiral_tasks.cli.main(
         ["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data), "--out", str(out)]
     )
     evaluated = json.loads(out.read_text())
@@ -39,14 +39,14 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     assert evaluated["tta"] is False
     assert "pck_avg" in capsys.readouterr().out
 
-    tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data),
+    chiral_tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data),
                     "--out", str(out), "--tta"])  # fmt: skip
     assert json.loads(out.read_text())["tta"] is True
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run.json"):
-        tasks.cli.main(
+        chiral_tasks.cli.main(
             ["forecasting", "evaluate", "--run", str(tmp_path), "--data-dir", str(tmp_path)]
         )
 
@@ -54,7 +54,7 @@ def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
 @pytest.mark.slow
 def test_demo_writes_table_json_png_and_gif(tmp_path, capsys):
     out = tmp_path / "demo"
-    tasks.cli.main(
+    chiral_tasks.cli.main(
         ["forecasting", "demo", "--out", str(out), "--num-videos", "16", "--min-frames", "20",
          "--max-frames", "30", "--hidden", "26", "--epochs", "1", "--max-steps", "2",
          "--batch-size", "64", "--no-progress"]

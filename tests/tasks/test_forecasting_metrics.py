@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.forecasting.metrics import pck
+from chiral_tasks.forecasting.metrics import pck
 
 
 def _poses(rng, n=3, steps=4, joints=13):

@@ -7,9 +7,9 @@ import pytest
 from flax import nnx
 
 from chiral_jax import ChiralLSTMCell, assert_equivariant
-from tasks.common.data import Batcher
-from tasks.common.train import TrainConfig, Trainer, with_mode
-from tasks.forecasting.model import (
+from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.train import TrainConfig, Trainer, with_mode
+from chiral_tasks.forecasting.model import (
     POSE_LAYOUT,
     Forecaster,
     ForecasterConfig,

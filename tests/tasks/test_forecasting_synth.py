@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.forecasting import penn, synth
+from chiral_tasks.forecasting import penn, synth
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_files_round_trip_through_the_loader(generated):
 
 
 def test_every_penn_class_maps_to_a_motion_and_splits_are_balanced():
-    from tasks.common.motion import ACTIONS
+    from chiral_tasks.common.motion import ACTIONS
 
     assert set(synth.PENN_TO_MOTION) == set(penn.PENN_ACTIONS)
     assert set(synth.PENN_TO_MOTION.values()) <= set(ACTIONS)

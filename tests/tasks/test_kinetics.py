@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from chiral_jax.skeletons import OPENPOSE_18
-from tasks.recognition import kinetics
-from tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
+from chiral_tasks.recognition import kinetics
+from chiral_tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
 
 
 def _skeleton(rng, score_scale=1.0):

@@ -8,11 +8,11 @@ import pytest
 from flax import nnx
 
 from chiral_jax.skeletons import H36M_17
-from tasks.cli import build_parser, main
-from tasks.lifting import formats
-from tasks.lifting.cli import _model_config
-from tasks.lifting.data import camera_sequences
-from tasks.lifting.train import (
+from chiral_tasks.cli import build_parser, main
+from chiral_tasks.lifting import formats
+from chiral_tasks.lifting.cli import _model_config
+from chiral_tasks.lifting.data import camera_sequences
+from chiral_tasks.lifting.train import (
     ModelConfig,
     TrainConfig,
     build_model,

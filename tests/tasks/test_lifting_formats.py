@@ -7,8 +7,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15, MPII_16, Skeleton
-from tasks.common.camera import make_cameras, normalize_screen_coordinates
-from tasks.lifting import formats as fmt
+from chiral_tasks.common.camera import make_cameras, normalize_screen_coordinates
+from chiral_tasks.lifting import formats as fmt
 
 H36M_METADATA = {
     "layout_name": "h36m",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.lifting import metrics
+from chiral_tasks.lifting import metrics
 
 
 def _pose(seed: int, shape=(17, 3)) -> np.ndarray:

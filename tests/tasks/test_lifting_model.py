@@ -16,8 +16,8 @@ from flax import nnx
 from chiral_jax import ChiralBatchNorm, assert_equivariant
 from chiral_jax.eigen import EigenActivations
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
-from tasks.lifting import model as lifting
-from tasks.lifting.model import SingleFrameModel, TemporalModel, flip_tta
+from chiral_tasks.lifting import model as lifting
+from chiral_tasks.lifting.model import SingleFrameModel, TemporalModel, flip_tta
 
 CHANNELS = 17 * 4
 WIDTHS = (3, 3)

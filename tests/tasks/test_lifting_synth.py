@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
-from tasks.lifting import formats
-from tasks.lifting.cameras import load_cameras_json
-from tasks.lifting.data import camera_sequences, default_split, load_dataset
-from tasks.lifting.synth import (
+from chiral_tasks.lifting import formats
+from chiral_tasks.lifting.cameras import load_cameras_json
+from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
+from chiral_tasks.lifting.synth import (
     EXTRA_2D_FRAMES,
     NoiseConfig,
     SynthConfig,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from chiral_jax import skeletons
-from tasks.common import camera as cam
-from tasks.common import motion as m
+from chiral_tasks.common import camera as cam
+from chiral_tasks.common import motion as m
 
 J = {name: j for j, name in enumerate(m.BODY_JOINTS)}
 FPS = 50.0

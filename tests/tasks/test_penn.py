@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tasks.forecasting import penn
+from chiral_tasks.forecasting import penn
 
 
 def _video_arrays(rng, num_frames=20):

@@ -4,19 +4,19 @@ import json
 
 import pytest
 
-import tasks.cli
+import chiral_tasks.cli
 
 TINY_MODEL = ["--widths", "36", "36", "36", "36", "--strides", "2", "--window", "16"]
 
 
 def test_generate_train_evaluate_through_the_cli(tmp_path, capsys):
     data, run = tmp_path / "data", tmp_path / "run"
-    assert tasks.cli.main(
+    assert chiral_tasks.cli.main(
         ["recognition", "generate", "--out", str(data), "--classes", "waving", "squat",
          "--clips-per-class", "4", "--seed", "3"]
     ) == 0  # fmt: skip
     assert (data / "kinetics_train_label.json").is_file() and (data / "val_data.npy").is_file()
-    assert tasks.cli.main(
+    assert chiral_tasks.cli.main(
         ["recognition", "train", "--data-dir", str(data), "--format", "json", "--model",
          "chiral", *TINY_MODEL, "--epochs", "1", "--batch-size", "3", "--no-progress",
          "--out", str(run)]
@@ -27,7 +27,7 @@ def test_generate_train_evaluate_through_the_cli(tmp_path, capsys):
     assert (run / "confusion.png").stat().st_size > 0
     assert trained["mirror_max_rel_diff"] <= 1e-5 and trained["mirror_changed_fraction"] == 0
 
-    assert tasks.cli.main(
+    assert chiral_tasks.cli.main(
         ["recognition", "evaluate", "--data-dir", str(data), "--run", str(run), "--split",
          "train", "--batch-size", "4"]
     ) == 0  # fmt: skip
@@ -43,6 +43,6 @@ def test_pickled_labels_need_the_trust_flag(tmp_path):
     (tmp_path / "train_data.npy").write_bytes(b"")
     (tmp_path / "train_label.pkl").write_bytes(b"never unpickled")
     with pytest.raises(ValueError, match="--allow-pickle"):
-        tasks.cli.main(
+        chiral_tasks.cli.main(
             ["recognition", "train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]
         )

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from tasks.recognition.augment import Augment, crop, valid_length
-from tasks.recognition.data import class_names, load_split
-from tasks.recognition.kinetics import load_clip, load_kinetics_dir, load_npy_split
-from tasks.recognition.synth import SynthConfig, generate
+from chiral_tasks.recognition.augment import Augment, crop, valid_length
+from chiral_tasks.recognition.data import class_names, load_split
+from chiral_tasks.recognition.kinetics import load_clip, load_kinetics_dir, load_npy_split
+from chiral_tasks.recognition.synth import SynthConfig, generate
 
 TINY = SynthConfig(
     classes=("waving", "squat"), clips_per_class=4, val_fraction=0.25, min_frames=40,
