@@ -3,22 +3,52 @@
 Tasks are imported only when needed: ``chiral lifting ...`` imports just the lifting
 task's ``cli`` module. A task whose module cannot be imported is listed as
 unavailable, with the import error, instead of breaking the other tasks.
+
+Errors are one line on stderr, ``chiral: error: <what>: <problem>``, with exit status 2
+for a bad command line and 1 for anything else (data, run folder, training); the
+traceback only with ``--debug``. SIGTERM is handled like Ctrl-C: training saves a
+checkpoint, and the message names it; the same command resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
-
-from chiral_tasks.common.cli import maybe_initialize
 
 TASKS = {
     "lifting": ("chiral_tasks.lifting.cli", "2D-to-3D pose lifting (Human3.6M, HumanEva)"),
     "forecasting": ("chiral_tasks.forecasting.cli", "2D pose forecasting (Penn Action)"),
     "recognition": ("chiral_tasks.recognition.cli", "skeleton action recognition (Kinetics)"),
 }
+
+EXTRA_MODULES = ("orbax.checkpoint", "scipy", "matplotlib", "tqdm", "PIL")
+"""What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python next runs so training checkpoints as on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def missing_extra() -> list[str]:
+    """The modules of the ``tasks`` extra that are not installed."""
+    missing = []
+    for name in EXTRA_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(name.split(".")[0])
+    return missing
 
 
 def load_task(name: str) -> Callable[[argparse._SubParsersAction], None] | str:
@@ -32,9 +62,12 @@ def load_task(name: str) -> Callable[[argparse._SubParsersAction], None] | str:
 
 def build_parser(tasks: Sequence[str] = tuple(TASKS)) -> argparse.ArgumentParser:
     """The argument parser, with the commands of ``tasks`` registered."""
-    parser = argparse.ArgumentParser(
+    from chiral_tasks.common.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="chiral",
         description="Chirality-equivariant pose networks: train, evaluate and demo the tasks.",
+        epilog="Every command also takes --debug: show the traceback of an error.",
     )
     subparsers = parser.add_subparsers(dest="task", metavar="<task>", required=True)
     for name in tasks:
@@ -48,16 +81,65 @@ def build_parser(tasks: Sequence[str] = tuple(TASKS)) -> argparse.ArgumentParser
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"chiral: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    chosen = [argv[0]] if argv and argv[0] in TASKS else list(TASKS)
-    parser = build_parser(chosen)
-    if len(chosen) == 1 and isinstance(problem := load_task(chosen[0]), str):
-        parser.error(problem)
-    args = parser.parse_args(argv)
-    if getattr(args, "coordinator", None):
-        # Multi-host setup must precede every other JAX call (data loading included).
-        maybe_initialize(args)
-    status = args.func(args)
-    return 0 if status is None else int(status)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if missing := missing_extra():
+        print(
+            "chiral: error: the tasks need the 'tasks' extra: pip install 'chiral_jax[tasks]' "
+            f"(missing: {', '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 1
+    from chiral_tasks.common.cli import UsageError, maybe_initialize
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            chosen = [argv[0]] if argv and argv[0] in TASKS else list(TASKS)
+            parser = build_parser(chosen)
+            if len(chosen) == 1 and isinstance(problem := load_task(chosen[0]), str):
+                raise UsageError(problem)
+            args = parser.parse_args(argv)
+            if getattr(args, "coordinator", None):
+                # Multi-host setup must precede every other JAX call (data loading included).
+                maybe_initialize(args)
+            status = args.func(args)
+        return 0 if status is None else int(status)
+    except UsageError as err:
+        if debug:
+            raise
+        print(f"chiral: error: {_one_line(err)} (see --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        saved = "; ".join(getattr(err, "__notes__", [])) or "nothing new to save"
+        print(f"chiral: {what}: {saved}; rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    except Exception as err:
+        if debug:
+            raise
+        known = (ValueError, OSError, RuntimeError, FloatingPointError)
+        prefix = "" if isinstance(err, known) else f"internal error: {type(err).__name__}: "
+        hint = "" if isinstance(err, known) else " (rerun with --debug for the traceback)"
+        print(f"chiral: error: {prefix}{_one_line(err)}{hint}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)

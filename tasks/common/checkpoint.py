@@ -12,6 +12,9 @@ with the template's key implementation.
 from __future__ import annotations
 
 import os
+import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -21,6 +24,10 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model being restored."""
+
+
+class _Unreadable(CheckpointError):
+    """A checkpoint's files cannot be read (as opposed to not fitting the template)."""
 
 
 def _is_key(x) -> bool:
@@ -92,16 +99,45 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore(self, template, step: int | None = None) -> tuple[Any, dict[str, Any]]:
-        """Read the checkpoint at ``step`` (default: the latest) into ``template``'s structure.
+        """Read the checkpoint at ``step`` into ``template``'s structure.
+
+        Without ``step``, read the latest checkpoint; if it is unreadable (a write cut
+        short, a damaged file), warn and fall back to the newest intact one, moving the
+        damaged ones aside into ``<directory>.damaged/`` so their steps can be saved again.
 
         Returns:
           the restored pytree (same structure, shapes, dtypes and key types as
           ``template``) and the saved ``meta``.
         """
-        if step is None:
-            step = self.latest_step()
-            if step is None:
-                raise CheckpointError(f"no checkpoint found in {self.directory}")
+        if step is not None:
+            return self._restore_step(template, step)
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            raise CheckpointError(f"no checkpoint found in {self.directory}")
+        damaged = []
+        for candidate in steps:
+            try:
+                restored = self._restore_step(template, candidate)
+            except _Unreadable as err:
+                damaged.append(candidate)
+                warnings.warn(f"{err}; trying the previous checkpoint", stacklevel=2)
+                continue
+            self._set_aside(damaged)
+            return restored
+        raise CheckpointError(f"no readable checkpoint in {self.directory} (steps {steps})")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        if not steps:
+            return
+        aside = Path(self.directory + ".damaged")
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            target = aside / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(os.path.join(self.directory, str(step)), target)
+            warnings.warn(f"moved the unreadable checkpoint step {step} to {target}", stacklevel=3)
+        self._manager.reload()
+
+    def _restore_step(self, template, step: int) -> tuple[Any, dict[str, Any]]:
         where = f"checkpoint step {step} in {self.directory}"
         try:
             record = self._manager.restore(
@@ -109,7 +145,7 @@ class Checkpointer:
             )["record"]
             meta, saved = record["meta"], record["leaves"]
         except Exception as err:
-            raise CheckpointError(f"cannot read {where}: {type(err).__name__}: {err}") from err
+            raise _Unreadable(f"cannot read {where}: {type(err).__name__}: {err}") from err
         leaves, treedef = jax.tree.flatten(template)
         expected = _describe(template)
         if len(saved) != len(expected):
@@ -130,7 +166,7 @@ class Checkpointer:
                 step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(abstract))
             )["arrays"]
         except Exception as err:
-            raise CheckpointError(f"cannot read {where}: {type(err).__name__}: {err}") from err
+            raise _Unreadable(f"cannot read {where}: {type(err).__name__}: {err}") from err
         restored = [
             jax.random.wrap_key_data(arrays[f"{i:06d}"], impl=jax.random.key_impl(leaf))
             if _is_key(leaf)

@@ -1,13 +1,22 @@
 """Command-line helpers shared by the tasks' ``chiral <task> <command>`` commands.
 
+Every task speaks one vocabulary, built here:
+
+* ``--data PATH`` (default ``data/<task>``) and ``--allow-pickle``: the dataset;
+* ``--out DIR`` (default ``runs/<task>/<command>``), ``--resume``, ``--overwrite``: the
+  run folder and its rerun rule (:mod:`chiral_tasks.common.run`);
+* ``--model chiral|plain`` for ``train``; ``--run DIR`` for ``evaluate``;
+* the training options of :func:`add_train_args` (``--epochs``, ``--paper``, ...).
+
 A task's ``cli`` module exposes ``register(subparsers)``, which adds its commands
 with :func:`add_command`; each command's function receives the parsed arguments
-and returns an exit status (``None`` counts as 0).
+and returns an exit status (``None`` counts as 0). A value that cannot work raises
+:class:`UsageError` (exit status 2); the ``chiral`` entry point prints every error as
+one line.
 
->>> import argparse
->>> parser = argparse.ArgumentParser()
+>>> parser = ArgumentParser()
 >>> add_train_args(parser)
->>> args = parser.parse_args(["--epochs", "3", "--out", "runs/x"])
+>>> args = parser.parse_args(["--epochs", "3"])
 >>> config_from_args(args, TrainConfig(epochs=10, lr=1e-3)).epochs
 3
 
@@ -24,11 +33,25 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from chiral_tasks.common import distributed
 from chiral_tasks.common.train import TrainConfig
 
 Command = Callable[[argparse.Namespace], int | None]
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work; ``chiral`` exits with status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors raise :class:`UsageError` instead of exiting,
+    so the entry point reports them as one line."""
+
+    def error(self, message: str):
+        raise UsageError(message)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -55,23 +78,125 @@ def add_command(
     return parser
 
 
-def add_train_args(parser: argparse.ArgumentParser, *, out: str = "runs") -> None:
+# -- value types: checked when parsed, so a bad value never starts a run -----------------
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def rate(text: str) -> float:
+    """A dropout rate: 0 <= value < 1."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A probability: 0 <= value <= 1."""
+    value = _float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
+# -- option groups -----------------------------------------------------------------------
+
+
+def add_data_args(parser: argparse.ArgumentParser, task: str, *, help: str) -> None:
+    """``--data`` (default ``data/<task>``) and ``--allow-pickle``."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default=default_data(task), help=help)
+    group.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="trust and load pickled files (loading runs code stored in the file)",
+    )
+
+
+def default_data(task: str) -> str:
+    return os.path.join("data", task)
+
+
+def add_run_args(parser: argparse.ArgumentParser, task: str, command: str) -> None:
+    """``--out`` (default ``runs/<task>/<command>``), ``--resume``, ``--overwrite``."""
+    group = parser.add_argument_group(
+        "run folder",
+        "the same command again reuses a finished run and resumes an unfinished one; "
+        "a run with other settings is refused unless --resume or --overwrite",
+    )
+    group.add_argument("--out", default=os.path.join("runs", task, command), help="run folder")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out although its length changed (--epochs, --max-steps)",
+    )
+    group.add_argument(
+        "--overwrite", action="store_true", help="delete the run in --out and start afresh"
+    )
+
+
+def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing files of the same names"
+    )
+
+
+def add_model_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", choices=("chiral", "plain"), default="chiral", help="which network to train"
+    )
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Training options; unset ones keep the task's quick (or ``--paper``) defaults.
 
     Includes the multi-host options of :func:`add_distributed_args`.
     """
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, help="training epochs (default: the task's)")
-    group.add_argument("--batch-size", type=int, help="samples per step (default: the task's)")
-    group.add_argument("--lr", type=float, help="initial learning rate (default: the task's)")
-    group.add_argument("--seed", type=int, help="random seed (default: the task's)")
-    group.add_argument("--out", default=out, help="output folder for results and checkpoints")
+    group.add_argument("--epochs", type=positive_int, help="training epochs (default: the task's)")
     group.add_argument(
-        "--resume", action="store_true", help="continue from the latest checkpoint in --out"
+        "--batch-size", type=positive_int, help="samples per step (default: the task's)"
     )
-    group.add_argument("--checkpoint-every", type=int, help="also checkpoint every this many steps")
-    group.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
-    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group.add_argument(
+        "--lr", type=positive_float, help="initial learning rate (default: the task's)"
+    )
+    group.add_argument("--seed", type=int, help="random seed (default: the task's)")
+    group.add_argument(
+        "--checkpoint-every", type=positive_int, help="also checkpoint every this many steps"
+    )
+    group.add_argument(
+        "--max-steps", type=positive_int, help="stop after this many steps (smoke runs)"
+    )
+    group.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or per-epoch lines"
+    )
     group.add_argument(
         "--paper", action="store_true", help="use the paper's full-size model and schedule"
     )
@@ -83,34 +208,18 @@ def add_train_args(parser: argparse.ArgumentParser, *, out: str = "runs") -> Non
     add_distributed_args(parser)
 
 
-def add_data_args(parser: argparse.ArgumentParser, *, data_dir: str | None = None) -> None:
-    """Dataset options: where the files are and whether pickled files may be loaded."""
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--data-dir",
-        default=data_dir,
-        required=data_dir is None,
-        help="folder holding the dataset files",
-    )
-    group.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="trust and load pickled .npz files (loading runs code stored in the file)",
-    )
-
-
 def config_from_args(
     args: argparse.Namespace, quick: TrainConfig, paper: TrainConfig | None = None
 ) -> TrainConfig:
     """The run's TrainConfig: ``paper`` under ``--paper`` else ``quick``, with CLI overrides.
 
-    Checkpoints go to ``<out>/checkpoints``. With ``--coordinator`` this process
-    first joins the multi-process run (:func:`maybe_initialize`).
+    The checkpoint folder is set when the run folder is opened. With ``--coordinator``
+    this process first joins the multi-process run (:func:`maybe_initialize`).
     """
     if hasattr(args, "coordinator"):
         maybe_initialize(args)
     if args.paper and paper is None:
-        raise SystemExit("this command has no --paper configuration")
+        raise UsageError("this command has no --paper configuration")
     base = paper if args.paper else quick
     overrides = {
         "epochs": args.epochs,
@@ -121,9 +230,30 @@ def config_from_args(
         "compute_dtype": getattr(args, "compute_dtype", None),
     }
     changes = {k: v for k, v in overrides.items() if v is not None}
-    changes["checkpoint_dir"] = os.path.join(args.out, "checkpoints")
     changes["progress"] = base.progress and not args.no_progress
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def train_record(config: TrainConfig) -> dict[str, Any]:
+    """The settings of ``config`` that a run's results depend on (for its run config)."""
+    skip = {"checkpoint_dir", "progress", "keep", "label"}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
+
+
+def for_run(config: TrainConfig, run, label: str) -> TrainConfig:
+    """``config`` checkpointing into the opened ``run``'s folder, labelled for progress."""
+    return dataclasses.replace(config, checkpoint_dir=run.checkpoint_dir, label=label)
+
+
+def existing_path(text: str, what: str) -> Path:
+    """``text`` as a path that must exist, else a one-line error naming it."""
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    return path
 
 
 ENV_COORDINATOR = "CHIRAL_COORDINATOR"
@@ -164,12 +294,12 @@ def maybe_initialize(args: argparse.Namespace) -> bool:
     """
     if args.coordinator is None:
         if args.num_processes is not None or args.process_id is not None:
-            raise SystemExit("--num-processes and --process-id need --coordinator")
+            raise UsageError("--num-processes and --process-id need --coordinator")
         return False
     if args.num_processes is None or args.process_id is None:
-        raise SystemExit("--coordinator needs --num-processes and --process-id")
+        raise UsageError("--coordinator needs --num-processes and --process-id")
     try:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     except ValueError as err:
-        raise SystemExit(str(err)) from err
+        raise UsageError(str(err)) from err
     return True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from chiral_tasks.common.files import atomic_path
 
 
 def to_json(value: Any) -> Any:
@@ -28,18 +29,14 @@ def to_json(value: Any) -> Any:
 
 
 def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> None:
-    """Write ``results`` as indented JSON, atomically (numpy values converted).
+    """Write ``results`` as indented JSON, atomically, mode 0644 (numpy values converted).
 
     Non-finite floats are written as ``NaN`` / ``Infinity``, which Python's ``json``
     reads back.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     text = json.dumps(to_json(results), indent=2, sort_keys=False)
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
-        f.write(text + "\n")
-    os.replace(f.name, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -183,6 +180,10 @@ def plot_curves(
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png")
+    save_png(figure, path)
+
+
+def save_png(figure, path: str | os.PathLike) -> None:
+    """Write a matplotlib figure to ``path`` as PNG, atomically (parent folders created)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        figure.savefig(f, format="png")

@@ -75,7 +75,9 @@ class TrainConfig:
       checkpoint_dir: where checkpoints go; ``None`` disables them.
       checkpoint_every: also checkpoint every this many steps (always at epoch end).
       keep: checkpoints kept on disk.
-      progress: show a progress bar (only on a terminal).
+      progress: show progress on stderr: a bar on a terminal, and one line per epoch
+        (label, epoch, loss, seconds) whether or not stderr is a terminal.
+      label: names the run in the progress output (e.g. ``"chiral seed 0"``).
       compute_dtype: mixed precision: ``"bfloat16"`` (or ``"float16"``) runs the
         forward and backward pass on parameters and floating batch arrays cast to
         this dtype, while parameters, optimizer state and BatchNorm statistics stay
@@ -103,6 +105,7 @@ class TrainConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     progress: bool = True
+    label: str = ""
     compute_dtype: str | None = None
 
     def __post_init__(self):
@@ -188,6 +191,7 @@ def _optimizer_settings(config: TrainConfig) -> TrainConfig:
         checkpoint_every=None,
         keep=1,
         progress=False,
+        label="",
     )
 
 
@@ -488,6 +492,8 @@ class Trainer:
         Returns:
           the history, one entry per completed epoch.
         """
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self._check_batcher(batcher)
         step = _step_on(self.mesh)
         batcher.restore(self._position or {"epoch": self.epoch, "batch": 0})
@@ -500,7 +506,7 @@ class Trainer:
             bar = tqdm(
                 total=len(batcher),
                 initial=batcher.batch,
-                desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                desc=f"{self._label}epoch {self.epoch + 1}/{self.config.epochs}",
                 disable=not show,
                 leave=False,
             )
@@ -540,14 +546,25 @@ class Trainer:
             self._finish_epoch(batcher, eval_fn, time.perf_counter() - started)
         return self.history
 
+    @property
+    def _label(self) -> str:
+        return f"{self.config.label}: " if self.config.label else ""
+
     @contextlib.contextmanager
     def _checkpoint_on_interrupt(self):
-        """On Ctrl-C, save the last completed step before stopping: a resume loses nothing."""
+        """On Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller), save the
+        last completed step before stopping, so a resume loses nothing; the exception
+        gains a note naming the saved step."""
         try:
             yield
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             self._metrics.flush()
             self._save_unless_saved()
+            if self._checkpointer is not None:
+                interrupt.add_note(
+                    f"saved step {self.step} (epoch {self.epoch + 1}) to "
+                    f"{self._checkpointer.directory}"
+                )
             raise
 
     def _save_unless_saved(self) -> None:
@@ -570,6 +587,13 @@ class Trainer:
             entry.update({k: float(v) for k, v in results.items()})
         entry["time"] = seconds
         self.history.append(entry)
+        if self.config.progress:
+            print(
+                f"{self._label}epoch {self.epoch + 1}/{self.config.epochs}, step {self.step}, "
+                f"loss {entry['loss']:.4g}, {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         self.epoch += 1
         self._metrics = _EpochMetrics()
         batcher.restore({"epoch": self.epoch, "batch": 0})

@@ -6,7 +6,10 @@
 - ``experiment``: the paper's Table 3 over several seeds: plain without and with
   flip augmentation, plain with augmentation plus test-time flip, chiral; prints
   the mean +- std table and writes results JSON, a PCK plot and an animated GIF.
-- ``demo``: a small ``experiment`` on freshly generated data (one seed).
+- ``demo``: ``experiment`` with one seed (data generated when missing).
+
+The options and the run folder's rerun rule are those of every task
+(:mod:`chiral_tasks.common.cli`, :mod:`chiral_tasks.common.run`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,35 @@ from pathlib import Path
 
 import numpy as np
 
-from chiral_tasks.common.cli import add_command, add_train_args, config_from_args
-from chiral_tasks.common.results import format_table, mean_std_over_seeds, read_results, write_results
+from chiral_tasks.common.cli import (
+    UsageError,
+    add_command,
+    add_model_choice,
+    add_overwrite_arg,
+    add_run_args,
+    add_train_args,
+    config_from_args,
+    default_data,
+    for_run,
+    positive_int,
+    rate,
+    train_record,
+)
+from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
+from chiral_tasks.common.run import (
+    Run,
+    check_output,
+    environment,
+    fingerprint,
+    grid,
+    open_run,
+    run_experiment,
+)
 from chiral_tasks.forecasting import plots, synth
 from chiral_tasks.forecasting import train as fc
 from chiral_tasks.forecasting.penn import PENN_ACTIONS
 
+TASK = "forecasting"
 ROWS = {
     "plain": "plain w/o aug",
     "plain_aug": "plain w/ aug",
@@ -37,14 +63,15 @@ TABLE_STEPS = (1, 2, 4, 8, 12, 16)
 # -- shared options -------------------------------------------------------------------
 
 
-def _add_data_dir(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument(
-        "--data-dir",
-        required=required,
+def _add_data_args(parser: argparse.ArgumentParser, *, generated: bool = False) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data",
+        default=default_data(TASK),
         help="Penn Action labels folder (NNNN.mat files), real or generated"
-        + ("" if required else "; generated into <out>/data when not given"),
+        + ("; the default folder is generated when missing" if generated else ""),
     )
-    parser.add_argument(
+    group.add_argument(
         "--observed",
         type=int,
         choices=(1, 2),
@@ -57,19 +84,22 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--hidden",
-        type=int,
+        type=positive_int,
         help=f"LSTM width, a multiple of 13 (default {fc.QUICK_MODEL.hidden}; "
         f"--paper: {fc.PAPER_MODEL.hidden})",
     )
-    group.add_argument("--dropout", type=float, help="dropout between the stacked LSTMs")
+    group.add_argument("--dropout", type=rate, help="dropout between the stacked LSTMs")
 
 
-def _add_synth_args(parser: argparse.ArgumentParser, default_videos: int) -> None:
+def _add_synth_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("generated data")
-    group.add_argument("--num-videos", type=int, default=default_videos, help="videos to write")
-    group.add_argument("--min-frames", type=int, default=synth.SynthConfig.min_frames)
-    group.add_argument("--max-frames", type=int, default=synth.SynthConfig.max_frames)
-    group.add_argument("--data-seed", type=int, default=0, help="seed of the generated data")
+    defaults = synth.SynthConfig
+    group.add_argument(
+        "--num-videos", type=positive_int, default=defaults.num_videos, help="videos to write"
+    )
+    group.add_argument("--min-frames", type=positive_int, default=defaults.min_frames)
+    group.add_argument("--max-frames", type=positive_int, default=defaults.max_frames)
+    group.add_argument("--seed", type=int, default=0, help="seed of the generated data")
 
 
 def _model_config(args, chiral: bool) -> fc.ForecasterConfig:
@@ -79,24 +109,29 @@ def _model_config(args, chiral: bool) -> fc.ForecasterConfig:
         changes["hidden"] = args.hidden
     if args.dropout is not None:
         changes["dropout"] = args.dropout
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
-def _train_config(args, out: Path, seed: int | None = None) -> fc.TrainConfig:
-    config = config_from_args(args, fc.QUICK, fc.PAPER)
-    changes = {"checkpoint_dir": str(out / "checkpoints")}
-    if seed is not None:
-        changes["seed"] = seed
-    return fc.with_schedule(dataclasses.replace(config, **changes))
+def _train_config(args) -> fc.TrainConfig:
+    return fc.with_schedule(config_from_args(args, fc.QUICK, fc.PAPER))
 
 
-def _synth_config(args) -> synth.SynthConfig:
-    return synth.SynthConfig(
-        num_videos=args.num_videos,
-        min_frames=args.min_frames,
-        max_frames=args.max_frames,
-        seed=args.data_seed,
-    )
+def _samples(args, *, generate: bool = False):
+    """The train and test samples of ``--data`` (the default folder generated first when
+    missing) and the data's record for the run config."""
+    data = Path(args.data)
+    if generate and args.data == default_data(TASK) and not data.exists():
+        print(f"generating {synth.SynthConfig.num_videos} videos into {data}", flush=True)
+        synth.generate(data, synth.SynthConfig(), progress=True)
+    if not data.is_dir():
+        raise FileNotFoundError(f"{data}: no such labels folder")
+    train, test = fc.load_samples(data, args.observed)
+    mats = sorted(data.glob("*.mat"))
+    record = {"observed": args.observed, "fingerprint": fingerprint(mats)}
+    return train, test, record
 
 
 def _print_json(results: dict) -> None:
@@ -107,30 +142,60 @@ def _print_json(results: dict) -> None:
 
 
 def cmd_generate(args) -> None:
-    paths = synth.generate(args.out, _synth_config(args), progress=not args.no_progress)
+    config = synth.SynthConfig(
+        num_videos=args.num_videos,
+        min_frames=args.min_frames,
+        max_frames=args.max_frames,
+        seed=args.seed,
+    )
+    paths = synth.generate(
+        args.out, config, progress=not args.no_progress, overwrite=args.overwrite
+    )
     print(f"wrote {len(paths)} label files to {args.out}")
 
 
 def cmd_train(args) -> None:
-    out = Path(args.out)
-    train, test = fc.load_samples(args.data_dir, args.observed)
+    train, test, data = _samples(args)
     model_config = _model_config(args, chiral=args.model == "chiral")
-    config = _train_config(args, out)
-    model, history = fc.train_model(
-        train, model_config, config, augment=args.augment, resume=args.resume,
-        max_steps=args.max_steps, out=out,
-    )  # fmt: skip
-    results = {"data_dir": str(args.data_dir), "history": history, **fc.evaluate(model, test)}
-    write_results(out / "results.json", results)
+    config = _train_config(args)
+    run = open_run(
+        args.out,
+        {
+            "task": TASK,
+            "data": data,
+            "model": dataclasses.asdict(model_config),
+            "train": train_record(config),
+            "augment": args.augment,
+            "max_steps": args.max_steps,
+        },
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    results = run.results
+    if results is None:
+        model, history = fc.train_model(
+            train, model_config, for_run(config, run, args.model), augment=args.augment,
+            resume=run.resume, max_steps=args.max_steps,
+        )  # fmt: skip
+        results = run.finish({"history": history, **fc.evaluate(model, test)})
+    else:
+        print(f"{run.folder}: finished earlier with these settings; its results:")
     _print_json(results)
+    print(f"results in {run.folder / 'results.json'}")
 
 
 def cmd_evaluate(args) -> None:
-    model, _ = fc.load_run(args.run)
-    _, test = fc.load_samples(args.data_dir, args.observed)
-    results = {"data_dir": str(args.data_dir), "tta": args.tta}
-    results.update(fc.evaluate(model, test, tta=args.tta))
+    model, config = fc.load_run(args.run)
+    if config["data"]["observed"] != args.observed:
+        raise UsageError(
+            f"--observed {args.observed}, but the run in {args.run} was trained with "
+            f"{config['data']['observed']}"
+        )
+    _, test, data = _samples(args)
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    identity = {"run": str(args.run), "data": data, "tta": args.tta}
+    check_output(out, identity, overwrite=args.overwrite)
+    results = {**identity, **fc.evaluate(model, test, tta=args.tta), "environment": environment()}
     write_results(out, results)
     _print_json(results)
     print(f"wrote {out}")
@@ -140,31 +205,6 @@ def _flat(results: dict) -> dict:
     out = {f"step_{s + 1}": v for s, v in enumerate(results["pck"])}
     out["avg"] = results["pck_avg"]
     return out
-
-
-def _run_variants(args, data_dir: Path, out: Path, seed: int, train, test) -> dict:
-    """Train (or reuse) the variants of one seed; return ``{row: results}``."""
-    rows = {}
-    for variant, (chiral, augment) in fc.VARIANTS.items():
-        run = out / f"seed{seed}" / variant
-        if (run / "results.json").is_file():
-            print(f"seed {seed} {variant}: reusing {run / 'results.json'}")
-            saved = read_results(run / "results.json")
-        else:
-            print(f"seed {seed} {variant}: training into {run}", flush=True)
-            model, history = fc.train_model(
-                train, _model_config(args, chiral), _train_config(args, run, seed),
-                augment=augment, resume=args.resume and fc.run_dir_has_checkpoint(run),
-                max_steps=args.max_steps, out=run,
-            )  # fmt: skip
-            saved = {"data_dir": str(data_dir), "history": history, **fc.evaluate(model, test)}
-            if variant == "plain_aug":
-                saved["tta"] = fc.evaluate(model, test, tta=True)
-            write_results(run / "results.json", saved)
-        rows[variant] = {"pck": saved["pck"], "pck_avg": saved["pck_avg"]}
-        if variant == "plain_aug":
-            rows["plain_aug_tta"] = saved["tta"]
-    return {row: rows[row] for row in ROWS}
 
 
 def _table(summary: dict) -> str:
@@ -180,16 +220,16 @@ def _table(summary: dict) -> str:
     return format_table(records, columns)
 
 
-def _gif(args, out: Path, seed: int, test) -> Path:
+def _gif(folder: Path, seed: int, test) -> Path:
     """Animate the chiral and augmented plain forecasts of one lively test sample."""
-    models = {ROWS[v]: fc.load_run(out / f"seed{seed}" / v)[0] for v in ("chiral", "plain_aug")}
+    models = {ROWS[v]: fc.load_run(folder / f"{v}_seed{seed}")[0] for v in ("chiral", "plain_aug")}
     motion = np.linalg.norm(test.future[:, -1] - test.observed[:, -1], axis=-1).mean(-1)
     index = int(np.argsort(motion)[int(0.9 * (len(motion) - 1))])
     sample = fc.ForecastSamples(
         *(getattr(test, f.name)[index : index + 1] for f in dataclasses.fields(test))
     )
     forecasts = {name: fc.forecast(m, sample)[0] for name, m in models.items()}
-    path = out / "forecast.gif"
+    path = folder / "forecast.gif"
     plots.animate_forecast(
         path, sample.observed[0], sample.future[0], forecasts, sample.future_visible[0],
         title=PENN_ACTIONS[int(sample.action[0])],
@@ -197,57 +237,76 @@ def _gif(args, out: Path, seed: int, test) -> Path:
     return path
 
 
-def run_experiment(args, seeds) -> dict:
-    """Every variant for every seed; writes ``<out>/results.json``, PNG and GIF."""
-    out = Path(args.out)
-    if args.data_dir is None:
-        data_dir = out / "data"
-        if not any(data_dir.glob("*.mat")):
-            print(f"generating {args.num_videos} videos into {data_dir}", flush=True)
-            synth.generate(data_dir, _synth_config(args), progress=not args.no_progress)
+def run_experiment_command(args, seeds: list[int]) -> dict:
+    """Every variant at every seed in the experiment folder ``--out``; writes its
+    ``results.json``, ``pck.png`` and ``forecast.gif``; prints the table."""
+    train, test, data = _samples(args, generate=True)
+    print(f"{len(train)} train and {len(test)} test samples from {args.data}", flush=True)
+    model_config = _model_config(args, chiral=True)
+    config = _train_config(args)
+    shared = {
+        "task": TASK,
+        "data": data,
+        "model": dataclasses.asdict(model_config),
+        "train": train_record(config),
+        "max_steps": args.max_steps,
+    }
+
+    def run_one(run: Run, params: dict) -> dict:
+        variant, seed = params["variant"], params["seed"]
+        chiral, augment = fc.VARIANTS[variant]
+        model, history = fc.train_model(
+            train, dataclasses.replace(model_config, chiral=chiral),
+            for_run(dataclasses.replace(config, seed=seed), run, f"{variant} seed {seed}"),
+            augment=augment, resume=run.resume, max_steps=args.max_steps,
+        )  # fmt: skip
+        results = {"history": history, **fc.evaluate(model, test)}
+        if variant == "plain_aug":
+            results["tta"] = fc.evaluate(model, test, tta=True)
+        return results
+
+    top, cells = run_experiment(
+        args.out, shared, grid(seeds, list(fc.VARIANTS)), run_one,
+        resume=args.resume, overwrite=args.overwrite,
+    )  # fmt: skip
+    if top.done:
+        results = top.results
     else:
-        data_dir = Path(args.data_dir)
-    train, test = fc.load_samples(data_dir, args.observed)
-    print(f"{len(train)} train and {len(test)} test samples from {data_dir}", flush=True)
-    runs = {str(seed): _run_variants(args, data_dir, out, seed, train, test) for seed in seeds}
-    summary = mean_std_over_seeds(
-        [{row: _flat(r) for row, r in runs[str(s)].items()} for s in seeds]
-    )
-    seed0 = str(seeds[0])
-    results = {
-        "task": "forecasting",
-        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
-        "data_dir": str(data_dir),
-        "generated": args.data_dir is None,
-        "samples": {"train": len(train), "test": len(test)},
-        "model": dataclasses.asdict(_model_config(args, chiral=True)),
-        "train": dataclasses.asdict(_train_config(args, out / "seedN" / "variant", seeds[0])),
-        "seeds": list(seeds),
-        "rows": ROWS,
-        "runs": runs,
-        "summary": summary,
-    }
-    write_results(out / "results.json", results)
-    curves = {
-        ROWS[row]: (
-            np.array([summary[row][f"step_{s + 1}"]["mean"] for s in range(len(r["pck"]))]),
-            None,
+        rows = {}
+        for seed in seeds:
+            per_variant = {v: cells[f"{v}_seed{seed}"] for v in fc.VARIANTS}
+            per_variant["plain_aug_tta"] = per_variant["plain_aug"]["tta"]
+            rows[str(seed)] = {row: _flat(per_variant[row]) for row in ROWS}
+        summary = mean_std_over_seeds(list(rows.values()))
+        plots.plot_pck(
+            top.folder / "pck.png",
+            {
+                ROWS[row]: (
+                    np.array([summary[row][f"step_{s + 1}"]["mean"] for s in range(16)]),
+                    None,
+                )
+                for row in ROWS
+            },
         )
-        for row, r in runs[seed0].items()
-    }
-    plots.plot_pck(out / "pck.png", curves)
-    gif = _gif(args, out, seeds[0], test)
-    print(_table(summary))
-    print(f"wrote {out / 'results.json'}, {out / 'pck.png'} and {gif}")
+        _gif(top.folder, seeds[0], test)
+        results = top.finish(
+            {"samples": {"train": len(train), "test": len(test)}, "rows": ROWS,
+             "per_seed": rows, "summary": summary},
+            outputs=["pck.png", "forecast.gif"],
+        )  # fmt: skip
+    print(_table(results["summary"]))
+    print(f"results in {top.folder / 'results.json'}, figures pck.png and forecast.gif there")
     return results
 
 
 def cmd_experiment(args) -> None:
-    run_experiment(args, args.seeds)
+    if args.seed is not None:
+        raise UsageError("experiment takes --seeds, not --seed")
+    run_experiment_command(args, args.seeds)
 
 
 def cmd_demo(args) -> None:
-    run_experiment(args, [0 if args.seed is None else args.seed])
+    run_experiment_command(args, [0 if args.seed is None else args.seed])
 
 
 # -- registration ---------------------------------------------------------------------
@@ -256,33 +315,34 @@ def cmd_demo(args) -> None:
 def register(subparsers) -> None:
     """Add the forecasting commands to ``chiral forecasting``."""
     p = add_command(subparsers, "generate", cmd_generate, "write procedural Penn Action labels")
-    p.add_argument("--out", default="data/penn_synth", help="folder for the NNNN.mat files")
+    p.add_argument("--out", default=default_data(TASK), help="folder for the NNNN.mat files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_synth_args(p, synth.SynthConfig.num_videos)
+    _add_synth_args(p)
+    add_overwrite_arg(p)
 
     p = add_command(subparsers, "train", cmd_train, "train one forecaster and score it")
-    _add_data_dir(p, required=True)
-    p.add_argument("--model", choices=("chiral", "plain"), default="chiral")
+    _add_data_args(p)
+    add_model_choice(p)
     p.add_argument("--augment", action="store_true", help="random flips in training")
     _add_model_args(p)
-    add_train_args(p, out="runs/forecasting/train")
+    add_run_args(p, TASK, "train")
+    add_train_args(p)
 
     p = add_command(subparsers, "evaluate", cmd_evaluate, "score a trained run (PCK@0.05)")
     p.add_argument("--run", required=True, help="the run folder written by train")
-    _add_data_dir(p, required=True)
+    _add_data_args(p)
     p.add_argument("--tta", action="store_true", help="average with the mirrored forecast")
     p.add_argument("--out", help="results file (default: <run>/evaluation.json)")
+    add_overwrite_arg(p)
 
-    for name, func, help, videos, out in (
-        ("experiment", cmd_experiment, "Table 3 over seeds: plain, plain+aug, +TTA, chiral",
-         synth.SynthConfig.num_videos, "runs/forecasting/experiment"),
-        ("demo", cmd_demo, "generate data, train plain and chiral (CPU-sized), compare",
-         150, "runs/forecasting/demo"),
-    ):  # fmt: skip
+    for name, func, help in (
+        ("experiment", cmd_experiment, "Table 3 over seeds: plain, plain+aug, +TTA, chiral"),
+        ("demo", cmd_demo, "generate data if missing, train plain and chiral, compare"),
+    ):
         p = add_command(subparsers, name, func, help)
-        _add_data_dir(p, required=False)
+        _add_data_args(p, generated=True)
         if name == "experiment":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         _add_model_args(p)
-        _add_synth_args(p, videos)
-        add_train_args(p, out=out)
+        add_run_args(p, TASK, name)
+        add_train_args(p)

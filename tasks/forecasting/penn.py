@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from chiral_tasks.common.files import atomic_path
+
 PENN_ACTIONS: tuple[str, ...] = (
     "baseball_pitch",
     "baseball_swing",
@@ -165,7 +167,8 @@ def write_video_mat(
         "dimensions": np.array([dimensions[0], dimensions[1], nframes], dtype=np.float64),
         "nframes": float(nframes),
     }
-    scipy.io.savemat(path, fields)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        scipy.io.savemat(f, fields)
 
 
 def _as_str(where: str, name: str, value) -> str:
@@ -173,6 +176,23 @@ def _as_str(where: str, name: str, value) -> str:
     if flat.size != 1 or flat.dtype.kind != "U":
         raise ValueError(f"{where}: field {name!r} must be a character string, got {value!r}")
     return str(flat[0])
+
+
+def _numeric_field(where: str, name: str, value) -> np.ndarray:
+    """A field that must hold numbers: MATLAB logical, char and cell arrays are refused."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: field {name!r} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _as_float32(where: str, name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` (finite) as float32, refusing values that overflow to inf in the cast."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{where}: field {name!r} holds values beyond the float32 range")
+    return out
 
 
 def _as_number(where: str, name: str, value) -> float:
@@ -191,44 +211,62 @@ def load_video_mat(path) -> PennVideo:
     Raises:
       FileNotFoundError: if ``path`` does not exist.
       ValueError: naming the file and field on a missing field, a wrong shape,
-        a frame count that disagrees with ``nframes``/``dimensions``, NaN, an
-        unknown action or a ``train`` flag other than 1/-1.
+        a frame count that disagrees with ``nframes``/``dimensions``, an image
+        size that is not two positive integers, a non-numeric (e.g. logical)
+        coordinate or box field, NaN or values beyond float32, all joints on one
+        point, an unknown action or a ``train`` flag other than 1/-1.
     """
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"Penn Action label file not found: {where}")
     try:
-        mat = scipy.io.loadmat(path)
+        # mat_dtype: each array in its MATLAB class (logical as bool, not uint8).
+        mat = scipy.io.loadmat(path, mat_dtype=True)
     except Exception as err:  # scipy raises many types on a corrupt file
         raise ValueError(f"{where}: not a readable MATLAB file ({err})") from err
     missing = [f for f in _FIELDS if f not in mat]
     if missing:
         raise ValueError(f"{where}: missing fields {missing}")
-    x, y, visibility = _check_joint_arrays(where, mat["x"], mat["y"], mat["visibility"])
+    x, y, visibility = _check_joint_arrays(
+        where,
+        _numeric_field(where, "x", mat["x"]),
+        _numeric_field(where, "y", mat["y"]),
+        mat["visibility"],
+    )
     nframes = x.shape[0]
     stored_nframes = _as_number(where, "nframes", mat["nframes"])
     if stored_nframes != nframes:
         raise ValueError(
             f"{where}: field 'nframes' is {stored_nframes:g} but 'x' has {nframes} frames"
         )
-    dimensions = np.asarray(mat["dimensions"], dtype=np.float64).ravel()
+    dimensions = _numeric_field(where, "dimensions", mat["dimensions"]).astype(np.float64)
+    dimensions = dimensions.ravel()
     if dimensions.shape != (3,) or dimensions[2] != nframes:
         raise ValueError(
             f"{where}: field 'dimensions' must be [H, W, nframes={nframes}], got {dimensions}"
         )
+    height, width = dimensions[:2]
+    if not all(np.isfinite(d) and d > 0 and d == int(d) for d in (height, width)):
+        raise ValueError(
+            f"{where}: field 'dimensions' must start with positive integers H, W, got {dimensions}"
+        )
     train = _as_number(where, "train", mat["train"])
     if train not in (1.0, -1.0):
         raise ValueError(f"{where}: field 'train' must be 1 or -1, got {train:g}")
+    bbox = _check_bbox(where, _numeric_field(where, "bbox", mat["bbox"]))
+    joints = np.stack([_as_float32(where, "x", x), _as_float32(where, "y", y)], axis=-1)
+    if np.all(joints == joints[0, 0]):  # normalize_video could not scale it
+        raise ValueError(f"{where}: every joint of every frame lies on one point {joints[0, 0]}")
     return PennVideo(
         name=path.stem,
-        joints=np.stack([x, y], axis=-1).astype(np.float32),
+        joints=joints,
         visibility=visibility,
         action=_check_action(where, _as_str(where, "action", mat["action"])),
         pose=_as_str(where, "pose", mat["pose"]),
         train=train == 1.0,
-        bbox=_check_bbox(where, mat["bbox"]).astype(np.float32),
-        image_size=(int(dimensions[0]), int(dimensions[1])),
+        bbox=_as_float32(where, "bbox", bbox),
+        image_size=(int(height), int(width)),
     )
 
 
@@ -243,10 +281,13 @@ def load_penn_action(labels_dir) -> tuple[list[PennVideo], list[PennVideo]]:
         raise FileNotFoundError(f"Penn Action labels directory not found: {labels_dir}")
     files = sorted(
         (p for p in labels_dir.iterdir() if _VIDEO_FILE.match(p.name)),
-        key=lambda p: int(p.stem),
+        key=lambda p: (int(p.stem), p.name),
     )
     if not files:
         raise ValueError(f"no Penn Action label files (NNNN.mat) in {labels_dir}")
+    for before, after in zip(files, files[1:], strict=False):
+        if int(before.stem) == int(after.stem):
+            raise ValueError(f"{after}: same video number as {before.name} (a video twice?)")
     videos = [load_video_mat(p) for p in files]
     return [v for v in videos if v.train], [v for v in videos if not v.train]
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
+from chiral_tasks.common.files import atomic_path
 from chiral_tasks.common.results import plot_curves
 
 _BONES = [(p, j) for j, p in enumerate(PENN_ACTION_13.parents) if p >= 0]
@@ -84,4 +85,5 @@ def animate_forecast(
     axes.legend(handles=handles, loc="lower right", fontsize=7)
     animation = FuncAnimation(figure, draw, frames=len(frames), blit=False)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    animation.save(os.fspath(path), writer=PillowWriter(fps=fps))
+    with atomic_path(path, suffix=".tmp.gif") as tmp:
+        animation.save(os.fspath(tmp), writer=PillowWriter(fps=fps))

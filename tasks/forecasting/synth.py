@@ -26,6 +26,7 @@ import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.camera import look_at, project_to_2d, world_to_camera
+from chiral_tasks.common.files import refuse_existing
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
 from chiral_tasks.forecasting.penn import PENN_ACTIONS, write_video_mat
 
@@ -259,20 +260,37 @@ def synth_video(index: int, action: str, train: bool, config: SynthConfig) -> di
     )
 
 
-def generate(out_dir, config: SynthConfig = SynthConfig(), *, progress: bool = False) -> list[Path]:
+def output_paths(out_dir, config: SynthConfig) -> list[Path]:
+    """The label files :func:`generate` writes: ``0001.mat`` ... in ``out_dir``, in order."""
+    return [Path(out_dir) / f"{i + 1:04d}.mat" for i in range(config.num_videos)]
+
+
+def generate(
+    out_dir,
+    config: SynthConfig = SynthConfig(),
+    *,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> list[Path]:
     """Writes ``config.num_videos`` label files ``0001.mat`` ... into ``out_dir``.
+
+    Each file is written atomically. Other files in ``out_dir`` are never touched
+    (with ``overwrite``, label files beyond ``num_videos`` from an earlier, larger
+    run stay too).
 
     Returns:
       the written paths, in order.
+
+    Raises:
+      FileExistsError: if one of those files exists and ``overwrite`` is False;
+        checked before anything is generated or written.
     """
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out_dir, config)
+    if not overwrite:
+        refuse_existing(out_dir, paths)
     actions, train = assignments(config)
-    paths = []
     for i in tqdm(range(config.num_videos), desc="videos", disable=not progress):
-        path = out_dir / f"{i + 1:04d}.mat"
-        write_video_mat(path, **synth_video(i, PENN_ACTIONS[actions[i]], train[i], config))
-        paths.append(path)
+        write_video_mat(paths[i], **synth_video(i, PENN_ACTIONS[actions[i]], train[i], config))
     return paths

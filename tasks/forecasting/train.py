@@ -1,17 +1,16 @@
 """Training and evaluation of the forecasters on Penn Action label files.
 
-A run folder holds ``run.json`` (the model and training settings), the
-checkpoints of :class:`chiral_tasks.common.train.Trainer` under ``checkpoints/`` and,
-once evaluated, ``results.json``. The three trained variants of the paper's
-Table 3 are :data:`VARIANTS`; test-time flip augmentation is an evaluation
-option on top of a trained plain model.
+A run folder (:mod:`chiral_tasks.common.run`) holds ``run.json`` (the model and
+training settings), the checkpoints of :class:`chiral_tasks.common.train.Trainer`
+under ``checkpoints/`` and, once evaluated, ``results.json``. The three trained
+variants of the paper's Table 3 are :data:`VARIANTS`; test-time flip augmentation is
+an evaluation option on top of a trained plain model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -22,6 +21,7 @@ from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.augment import flip_batch
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.distributed import process_shard
+from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE
 from chiral_tasks.common.train import TrainConfig, Trainer, predict
 from chiral_tasks.forecasting.metrics import pck
 from chiral_tasks.forecasting.model import (
@@ -81,18 +81,6 @@ def flip_half(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[st
     return flip_batch(rng, batch, layouts)[0]
 
 
-def write_run(out, model_config: ForecasterConfig, config: TrainConfig, augment: bool, **extra):
-    """Write ``run.json``: what :func:`load_run` needs to rebuild the model."""
-    record = {
-        "model": dataclasses.asdict(model_config),
-        "train": dataclasses.asdict(config),
-        "augment": augment,
-        **extra,
-    }
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
 def train_model(
     samples: ForecastSamples,
     model_config: ForecasterConfig,
@@ -101,16 +89,12 @@ def train_model(
     augment: bool,
     resume: bool = False,
     max_steps: int | None = None,
-    out=None,
 ) -> tuple[Forecaster, list[dict]]:
-    """Train a forecaster; with ``out``, write ``run.json`` there (checkpoints per ``config``).
+    """Train a forecaster; checkpoints go to ``config.checkpoint_dir``.
 
     Returns:
       the model in evaluation mode and the per-epoch history.
     """
-    if max_steps is not None and config.checkpoint_every is None:
-        # A run cut short mid-epoch still leaves a checkpoint to evaluate.
-        config = dataclasses.replace(config, checkpoint_every=max_steps)
     batcher = Batcher(
         sample_arrays(samples),
         config.batch_size,
@@ -119,8 +103,6 @@ def train_model(
         transform=flip_half if augment else None,
         **process_shard(),  # each host reads its share of every global batch
     )
-    if out is not None:
-        write_run(out, model_config, config, augment, steps_per_epoch=len(batcher))
     model = Forecaster(model_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     trainer = Trainer(model, forecast_loss, config, len(batcher), resume=resume)
     try:
@@ -131,21 +113,22 @@ def train_model(
 
 
 def load_run(run_dir) -> tuple[Forecaster, dict]:
-    """The latest checkpointed model of a run folder, and its ``run.json`` record."""
-    path = Path(run_dir) / "run.json"
+    """The latest checkpointed model of a run folder, and its run config."""
+    path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no run.json in {run_dir}: not a forecasting run folder")
-    record = json.loads(path.read_text())
+        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a forecasting run folder")
     try:
-        model_config = ForecasterConfig(**record["model"])
-        config = TrainConfig(**record["train"])
-        steps = int(record["steps_per_epoch"])
+        config = json.loads(path.read_text())["config"]
+        model_config = ForecasterConfig(**config["model"])
+        train_config = TrainConfig(
+            **config["train"], checkpoint_dir=str(Path(run_dir) / CHECKPOINTS), progress=False
+        )
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a valid run record: {err}") from err
+        raise ValueError(f"{path}: not a forecasting run record ({err})") from err
     model = Forecaster(model_config, rngs=nnx.Rngs(0))
-    trainer = Trainer(model, forecast_loss, config, steps, resume=True)
+    trainer = Trainer(model, forecast_loss, train_config, 1, resume=True)
     try:
-        return trainer.model(), record
+        return trainer.model(), config
     finally:
         trainer.close()
 
@@ -172,8 +155,3 @@ def evaluate(model: Forecaster, samples: ForecastSamples, *, tta: bool = False) 
         forecast(model, samples, tta=tta), samples.future, samples.future_visible, _PCK_THRESHOLD
     )
     return {"pck": [100.0 * float(p) for p in per_step], "pck_avg": 100.0 * average}
-
-
-def run_dir_has_checkpoint(run_dir) -> bool:
-    folder = Path(run_dir) / "checkpoints"
-    return folder.is_dir() and any(os.scandir(folder))

@@ -31,8 +31,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from chiral_tasks.common.camera import Camera
+from chiral_tasks.common.files import atomic_path
 
 
 def _record(camera: Camera) -> dict:
@@ -42,14 +46,65 @@ def _record(camera: Camera) -> dict:
 def save_cameras_json(cameras: Mapping[str, Sequence[Camera]], path: str | os.PathLike) -> None:
     """Write ``cameras[subject][k]`` in the schema of the module docstring."""
     data = {subject: [_record(c) for c in cams] for subject, cams in cameras.items()}
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _numbers(name: str, value: Any) -> np.ndarray:
+    """A camera field of JSON numbers or a numeric array, finite in float32."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        flat = value if isinstance(value, list) else [value]
+        if not all(type(v) in (int, float) for v in flat):  # bool and str are not numbers
+            raise ValueError(f"{name} must hold numbers, got {value!r}")
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except OverflowError as err:  # an integer beyond float64
+            raise ValueError(f"{name}: value out of range ({err})") from err
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(arr.astype(np.float32))
+    if not np.all(finite):
+        raise ValueError(f"{name} holds NaN, infinite or beyond-float32 values: {arr}")
+    return arr
+
+
+def camera_from_record(record: Mapping[str, Any]) -> Camera:
+    """A :class:`Camera` from a file's record of JSON values or arrays (``to_dict``'s keys).
+
+    Stricter than ``Camera.from_dict``, which converts what it is given: ``id``
+    must be a string, ``res_w`` and ``res_h`` whole numbers, and the other fields
+    numbers (not booleans or strings) that stay finite in float32, the dtype the
+    camera's outputs are used in. Raises ``KeyError`` for a missing field and
+    ``ValueError`` naming the field otherwise (the caller adds the file).
+    """
+    checked = dict(record)
+    if "id" in record:
+        cam_id = record["id"]
+        if isinstance(cam_id, np.ndarray) and cam_id.shape == () and cam_id.dtype.kind == "U":
+            cam_id = str(cam_id)
+        if not isinstance(cam_id, str):
+            raise ValueError(f"id must be a string, got {cam_id!r}")
+        checked["id"] = cam_id
+    for name in ("res_w", "res_h"):
+        if name in record:
+            value = _numbers(name, record[name])
+            if value.shape != () or value != np.floor(value):
+                raise ValueError(f"{name} must be a whole number of pixels, got {value}")
+            checked[name] = value
+    for name in ("center", "focal_length", "radial", "tangential", "orientation", "translation"):
+        if name in record:
+            checked[name] = _numbers(name, record[name])
+    return Camera.from_dict(checked)
 
 
 def load_cameras_json(path: str | os.PathLike) -> dict[str, tuple[Camera, ...]]:
     """Read ``subject -> (Camera, ...)`` from a JSON file (schema in the module docstring).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
-    subject, camera and field for anything malformed.
+    subject, camera and field for anything malformed (see :func:`camera_from_record`).
     """
     path = Path(path)
     if not path.is_file():
@@ -69,7 +124,7 @@ def load_cameras_json(path: str | os.PathLike) -> dict[str, tuple[Camera, ...]]:
             if not isinstance(record, dict):
                 raise ValueError(f"{path}: subject {subject!r}, camera {k}: expected an object")
             try:
-                cameras.append(Camera.from_dict(record))
+                cameras.append(camera_from_record(record))
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(f"{path}: subject {subject!r}, camera {k}: {err}") from err
         out[subject] = tuple(cameras)

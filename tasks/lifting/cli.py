@@ -1,5 +1,5 @@
 """The lifting task's commands: ``chiral lifting generate | convert | train | evaluate | demo |
-experiment | limited-data``."""
+experiment | limited-data``, in the vocabulary of :mod:`chiral_tasks.common.cli`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,22 @@ import dataclasses
 import time
 from pathlib import Path
 
-from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.cli import (
+    UsageError,
+    add_command,
+    add_model_choice,
+    add_overwrite_arg,
+    add_run_args,
+    add_train_args,
+    config_from_args,
+    default_data,
+    positive_int,
+    rate,
+    train_record,
+)
+from chiral_tasks.common.files import refuse_existing
 from chiral_tasks.common.results import write_results
+from chiral_tasks.common.run import check_output, environment, fingerprint, open_run
 from chiral_tasks.lifting import experiments, formats
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
@@ -22,22 +36,24 @@ from chiral_tasks.lifting.train import (
     QUICK_TRAIN,
     ModelConfig,
     load_model,
-    save_model,
-    train,
 )
 
-DATA_DIR = "data/lifting"
+TASK = "lifting"
+OURS = ("h36m.npz", "humaneva15.npz")
+"""Our dataset files, looked for in a ``--data`` folder."""
 
 
 # -- arguments ---------------------------------------------------------------------------
 
 
-def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
+def _add_dataset_args(parser: argparse.ArgumentParser, *, generated: bool = False) -> None:
     group = parser.add_argument_group("dataset")
     group.add_argument(
         "--data",
-        required=True,
-        help="our pickle-free .npz, or VideoPose3D's data_3d_<ds>.npz together with --data-2d",
+        default=default_data(TASK),
+        help="a folder holding our h36m.npz (or humaneva15.npz), our .npz itself, or "
+        "VideoPose3D's data_3d_<ds>.npz together with --data-2d and --cameras"
+        + ("; the default folder is generated when missing" if generated else ""),
     )
     group.add_argument("--data-2d", help="VideoPose3D's data_2d_<ds>_<detector>.npz")
     group.add_argument("--cameras", help="cameras JSON for VideoPose3D files (see docs)")
@@ -46,6 +62,10 @@ def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="trust and load VideoPose3D's pickled .npz files (loading runs code in the file)",
     )
+
+
+def _add_split_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("split")
     group.add_argument("--train-subjects", nargs="+", help="default: the protocol's")
     group.add_argument("--test-subjects", nargs="+", help="default: the protocol's")
 
@@ -54,16 +74,16 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--filter-widths",
-        type=int,
+        type=positive_int,
         nargs="+",
         help="kernel widths (quick: 3 3 3 = 27 frames; --paper: 3 3 3 3 3 = 243)",
     )
     group.add_argument(
         "--channels",
-        type=int,
+        type=positive_int,
         help="hidden width (quick 128, --paper 1024; chiral: rounded down to a multiple of J)",
     )
-    group.add_argument("--dropout", type=float, help="dropout rate (0.25 if unset)")
+    group.add_argument("--dropout", type=rate, help="dropout rate (0.25 if unset)")
     group.add_argument("--causal", action="store_true", help="causal (real-time) model")
     group.add_argument(
         "--flat",
@@ -73,7 +93,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _model_config(args: argparse.Namespace) -> ModelConfig:
+def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConfig:
     base = PAPER_MODEL if args.paper else QUICK_MODEL
     overrides = {
         "filter_widths": args.filter_widths,
@@ -82,29 +102,49 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
         "causal": args.causal or None,
         "structured": False if args.flat else None,
     }
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(base, chiral=chiral, **changes)
 
 
-def _dataset(args: argparse.Namespace) -> formats.LiftingDataset:
-    return load_dataset(
-        args.data, path_2d=args.data_2d, cameras=args.cameras, allow_pickle=args.allow_pickle
+def _checked_model(config: ModelConfig, dataset: formats.LiftingDataset) -> ModelConfig:
+    """``config``, once its sizes are known to fit ``dataset``'s skeleton."""
+    try:
+        config.width(dataset.skeleton)
+    except ValueError as err:
+        raise UsageError(f"--channels: {err}") from err
+    if any(w % 2 == 0 for w in config.filter_widths):
+        raise UsageError(f"--filter-widths must be odd, got {list(config.filter_widths)}")
+    return config
+
+
+def _dataset(args: argparse.Namespace, *, generate: bool = False):
+    """The dataset of ``--data`` (generated first when it is the missing default folder),
+    and its record for the run config: the files it was read from and their fingerprint."""
+    path = Path(args.data)
+    if args.data_2d is None and path.is_dir() or not path.exists():
+        if not path.exists() and generate and args.data == default_data(TASK):
+            print(f"generating the synthetic Human3.6M dataset into {path} ...", flush=True)
+            write_dataset(SynthConfig(), path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such dataset file or folder")
+        found = [path / name for name in OURS if (path / name).is_file()]
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f"{path}: expected one of {', '.join(OURS)} in the folder, found "
+                f"{[p.name for p in found] or 'none'} (chiral lifting generate writes one)"
+            )
+        path = found[0]
+    dataset = load_dataset(
+        path, path_2d=args.data_2d, cameras=args.cameras, allow_pickle=args.allow_pickle
     )
+    files = [p for p in (path, args.data_2d, args.cameras) if p is not None]
+    record = {"files": [Path(f).name for f in files], "fingerprint": fingerprint(files)}
+    return dataset, record
 
 
 def _split(args: argparse.Namespace, dataset: formats.LiftingDataset):
-    if args.train_subjects and args.test_subjects:
-        return args.train_subjects, args.test_subjects
     train_subjects, test_subjects = default_split(dataset)
     return args.train_subjects or train_subjects, args.test_subjects or test_subjects
-
-
-def _synthetic(data_dir: str, seed: int) -> formats.LiftingDataset:
-    """The synthetic Human3.6M stand-in in ``data_dir``, generated first if missing."""
-    path = Path(data_dir) / "h36m.npz"
-    if not path.is_file():
-        print(f"generating the synthetic dataset into {data_dir} ...")
-        write_dataset(SynthConfig(seed=seed), data_dir)
-    return formats.load_npz(path)
 
 
 def _print_metrics(name: str, result: dict) -> None:
@@ -121,12 +161,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     config = SynthConfig(
         dataset=args.dataset, frames=args.frames, trials=args.trials, seed=args.seed
     )
-    paths = write_dataset(config, args.out)
+    paths = write_dataset(config, args.out, overwrite=args.overwrite)
     for role, path in paths.items():
         print(f"{role:8s} {path}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
+    if not args.overwrite:
+        refuse_existing(Path(args.out).parent, [args.out])
     dataset = formats.convert_videopose3d(
         args.data_3d,
         args.data_2d,
@@ -139,46 +181,57 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    dataset = _dataset(args)
+    dataset, data = _dataset(args)
     train_subjects, test_subjects = _split(args, dataset)
-    model_config = dataclasses.replace(_model_config(args), chiral=not args.plain)
+    model_config = _checked_model(_model_config(args, chiral=args.model == "chiral"), dataset)
     train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
     sequences = camera_sequences(dataset, train_subjects)
-    trained = train(
-        sequences,
-        dataset.skeleton,
-        model_config,
-        train_config,
-        flip=not args.no_flip,
-        resume=args.resume,
-        max_steps=args.max_steps,
-    )
-    out = Path(args.out)
-    save_model(trained, out / "model")
-    result = evaluate(trained.model, camera_sequences(dataset, test_subjects), tta=args.tta)
-    _print_metrics("chiral" if model_config.chiral else "plain", result)
-    print(
-        f"parameters {trained.model.num_params:,}, {len(trained.history)} full epochs "
-        f"trained in {trained.seconds:.0f} s"
-    )
-    write_results(
-        out / "results.json",
-        {
-            "model_config": dataclasses.asdict(model_config),
+    test = camera_sequences(dataset, test_subjects)
+    config = {
+        "task": TASK,
+        "data": data,
+        "train_subjects": train_subjects,
+        "test_subjects": test_subjects,
+        "model": dataclasses.asdict(model_config),
+        "train": train_record(train_config),
+        "flip": not args.no_flip,
+        "tta": args.tta,
+        "max_steps": args.max_steps,
+    }
+    run = open_run(args.out, config, resume=args.resume, overwrite=args.overwrite)
+    results = run.results
+    if results is None:
+        trained = experiments.fit(
+            run, sequences, dataset.skeleton, model_config, train_config, label=args.model,
+            flip=not args.no_flip, max_steps=args.max_steps,
+        )  # fmt: skip
+        record = {
             "params": trained.model.num_params,
             "history": trained.history,
-            "test_subjects": test_subjects,
-            "tta": args.tta,
-            "test": result,
-        },
+            "train_seconds": trained.seconds,
+            "test": evaluate(trained.model, test, tta=args.tta),
+        }
+        results = run.finish(record, outputs=["model"])
+    else:
+        print(f"{run.folder}: finished earlier with these settings; its results:")
+    _print_metrics(args.model + (" + flip TTA" if args.tta else ""), results["test"])
+    print(
+        f"parameters {results['params']:,}, {len(results['history'])} full epochs "
+        f"trained in {results['train_seconds']:.0f} s; results in {run.folder / 'results.json'}"
     )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    dataset = _dataset(args)
+    model_dir = Path(args.run) / "model"
+    if not (model_dir / "model.json").is_file():
+        raise FileNotFoundError(f"{args.run}: no trained model (no model/model.json); train one")
+    dataset, data = _dataset(args)
+    trained = load_model(model_dir, dataset.skeleton)
     subjects = args.test_subjects or _split(args, dataset)[1]
-    trained = load_model(args.model, dataset.skeleton)
     sequences = camera_sequences(dataset, subjects)
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    identity = {"run": str(args.run), "data": data, "subjects": subjects, "tta": args.tta}
+    check_output(out, identity, overwrite=args.overwrite)
     started = time.perf_counter()
     result = evaluate(trained.model, sequences, tta=args.tta)
     kind = "chiral" if trained.config.chiral else "plain"
@@ -187,29 +240,28 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"parameters {trained.model.num_params:,}, {sequences.num_frames} frames in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    if args.out:
-        write_results(
-            args.out,
-            {"model": str(args.model), "subjects": subjects, "tta": args.tta, "test": result},
-        )
+    write_results(out, {**identity, "test": result, "environment": environment()})
+    print(f"wrote {out}")
+
+
+def _experiment_inputs(args: argparse.Namespace):
+    dataset, data = _dataset(args, generate=True)
+    model_config = _checked_model(_model_config(args), dataset)
+    return dataset, data, model_config, config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
 
 
 def _compare(args: argparse.Namespace, seeds: list[int]) -> None:
-    dataset = _synthetic(args.data_dir, seed=0) if args.data is None else _dataset(args)
-    train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
-    out = Path(args.out)
+    dataset, data, model_config, train_config = _experiment_inputs(args)
     results = experiments.compare(
-        dataset, _model_config(args), train_config, out, seeds,
-        resume=args.resume, max_steps=args.max_steps,
+        dataset, model_config, train_config, Path(args.out), seeds, data=data,
+        resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
     )  # fmt: skip
     print(experiments.format_comparison(results))
     print(
         f"MPJPE of chiral + flip TTA differs from chiral's by at most "
         f"{results['max_chiral_tta_difference_mm']:.2e} mm (exact equivariance)"
     )
-    print(f"wall time {results['wall_seconds']:.0f} s")
-    write_results(out / "results.json", results)
-    print(f"wrote {out / 'results.json'} and {out / 'lifting_pose.png'}")
+    print(f"results in {Path(args.out) / 'results.json'}, figure {args.out}/lifting_pose.png")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -217,30 +269,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
+    if args.seed is not None:
+        raise UsageError("experiment takes --seeds, not --seed")
     _compare(args, args.seeds)
 
 
 def cmd_limited(args: argparse.Namespace) -> None:
-    dataset = _synthetic(args.data_dir, seed=0) if args.data is None else _dataset(args)
-    train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
-    out = Path(args.out)
+    dataset, data, model_config, train_config = _experiment_inputs(args)
     results = experiments.limited_data(
-        dataset, _model_config(args), train_config, out, seed=train_config.seed
-    )
+        dataset, model_config, train_config, Path(args.out), data=data,
+        resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
+    )  # fmt: skip
     print(experiments.format_limited(results))
-    write_results(out / "results.json", results)
-    print(f"wrote {out / 'results.json'} and {out / 'limited_data.png'}")
+    print(f"results in {Path(args.out) / 'results.json'}, figure {args.out}/limited_data.png")
 
 
 # -- registration ------------------------------------------------------------------------
-
-
-def _add_optional_dataset(parser: argparse.ArgumentParser) -> None:
-    add_data_args(parser, data_dir=DATA_DIR)
-    group = parser.add_argument_group("own dataset (instead of the synthetic one)")
-    group.add_argument("--data", help="our .npz, or VideoPose3D's data_3d file with --data-2d")
-    group.add_argument("--data-2d", help="VideoPose3D's data_2d_<ds>_<detector>.npz")
-    group.add_argument("--cameras", help="cameras JSON for VideoPose3D files")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -249,11 +293,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "generate", cmd_generate,
         "write a synthetic Human3.6M (or HumanEva-I) dataset in VideoPose3D's files and ours",
     )  # fmt: skip
-    p.add_argument("--out", default=DATA_DIR, help="output folder")
+    p.add_argument("--out", default=default_data(TASK), help="output folder")
     p.add_argument("--dataset", choices=["h36m", "humaneva15"], default="h36m")
-    p.add_argument("--frames", type=int, default=SynthConfig.frames, help="frames per sequence")
-    p.add_argument("--trials", type=int, default=SynthConfig.trials, help="sequences per action")
+    p.add_argument(
+        "--frames", type=positive_int, default=SynthConfig.frames, help="frames per sequence"
+    )
+    p.add_argument(
+        "--trials", type=positive_int, default=SynthConfig.trials, help="sequences per action"
+    )
     p.add_argument("--seed", type=int, default=0)
+    add_overwrite_arg(p)
 
     p = add_command(
         subparsers, "convert", cmd_convert,
@@ -270,39 +319,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="trust and load the pickled inputs (loading runs code stored in them)",
     )
+    add_overwrite_arg(p)
 
     p = add_command(subparsers, "train", cmd_train, "train one lifting model and test it")
     _add_dataset_args(p)
+    _add_split_args(p)
+    add_model_choice(p)
     _add_model_args(p)
-    p.add_argument("--plain", action="store_true", help="plain model instead of chiral")
     p.add_argument("--no-flip", action="store_true", help="no flip augmentation")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
-    add_train_args(p, out="runs/lifting")
+    add_run_args(p, TASK, "train")
+    add_train_args(p)
 
     p = add_command(
         subparsers, "evaluate", cmd_evaluate,
-        "score a trained model (--model <out>/model) on any lifting dataset",
+        "score a trained run (--run: the folder train wrote) on any lifting dataset",
     )  # fmt: skip
+    p.add_argument("--run", required=True, help="the run folder written by train")
     _add_dataset_args(p)
-    p.add_argument("--model", required=True, help="folder written by train (<out>/model)")
+    p.add_argument("--test-subjects", nargs="+", help="default: the protocol's")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
-    p.add_argument("--out", help="results JSON to write")
+    p.add_argument("--out", help="results JSON to write (default: <run>/evaluation.json)")
+    add_overwrite_arg(p)
 
     for name, func, help_text in (
         ("demo", cmd_demo, "generate data if missing, train chiral and plain, compare them"),
         ("experiment", cmd_experiment, "chiral vs plain vs plain+TTA over several seeds"),
-    ):
+        ("limited-data", cmd_limited,
+         "chiral vs plain on S1 10%%/50%%/100%%, S1+S5, S1+S5+S6 (the paper's Fig. 4)"),
+    ):  # fmt: skip
         p = add_command(subparsers, name, func, help_text)
-        _add_optional_dataset(p)
+        _add_dataset_args(p, generated=True)
         _add_model_args(p)
-        add_train_args(p, out=f"runs/lifting_{name}")
         if name == "experiment":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-
-    p = add_command(
-        subparsers, "limited-data", cmd_limited,
-        "chiral vs plain on S1 10%%/50%%/100%%, S1+S5, S1+S5+S6 (the paper's Fig. 4)",
-    )  # fmt: skip
-    _add_optional_dataset(p)
-    _add_model_args(p)
-    add_train_args(p, out="runs/lifting_limited")
+        add_run_args(p, TASK, name)
+        add_train_args(p)

@@ -52,7 +52,11 @@ def load_dataset(
         )
     poses = formats.load_videopose3d_3d(path, trust_pickle=allow_pickle)
     detections = formats.load_videopose3d_2d(path_2d, trust_pickle=allow_pickle)
-    return formats.from_videopose3d(poses, detections, cameras=load_cameras_json(cameras))
+    camera_params = load_cameras_json(cameras)
+    try:
+        return formats.from_videopose3d(poses, detections, cameras=camera_params)
+    except ValueError as err:  # the files disagree: name all three
+        raise formats.LiftingFormatError(f"{path} with {path_2d} and {cameras}: {err}") from err
 
 
 def default_split(dataset: formats.LiftingDataset) -> tuple[list[str], list[str]]:

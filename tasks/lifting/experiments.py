@@ -11,93 +11,78 @@ training sets (the paper's Fig. 4).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from chiral_tasks.common.cli import for_run, train_record
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, plot_curves
+from chiral_tasks.common.run import Run, grid, run_experiment
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
 from chiral_tasks.lifting.evaluate import evaluate, predict_sequences
 from chiral_tasks.lifting.plots import plot_pose
-from chiral_tasks.lifting.train import ModelConfig, TrainedModel, save_model, train
+from chiral_tasks.lifting.train import ModelConfig, TrainedModel, load_model, save_model, train
 
 VARIANTS = ("chiral", "plain", "plain_tta")
+"""The table's rows: the two trained models, and the plain one with flip TTA."""
+TRAINED = ("chiral", "plain")
 REPORTED = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
 
 
-def _run_config(train_config: TrainConfig, out: Path, name: str, seed: int) -> TrainConfig:
-    return dataclasses.replace(
-        train_config, seed=seed, checkpoint_dir=str(out / f"{name}_seed{seed}" / "checkpoints")
-    )
-
-
-def train_pair(
-    dataset: formats.LiftingDataset,
-    train_subjects: Sequence[str],
+def fit(
+    run: Run,
+    sequences: Sequences,
+    skeleton,
     model_config: ModelConfig,
     train_config: TrainConfig,
-    out: Path,
-    seed: int,
     *,
-    fraction: float = 1.0,
-    repeats: int = 1,
-    resume: bool = False,
+    label: str,
+    flip: bool = True,
     max_steps: int | None = None,
-) -> dict[str, TrainedModel]:
-    """Train the chiral and the plain model (both with flip augmentation) on the subjects.
-
-    ``fraction`` of each recording is kept (:func:`camera_sequences`), and the
-    sequences are listed ``repeats`` times per epoch.
-    """
-    sequences = camera_sequences(dataset, train_subjects, fraction=fraction, seed=seed)
-    sequences = Sequences(
-        sequences.inputs * repeats, sequences.targets * repeats, sequences.keys * repeats
+) -> TrainedModel:
+    """Train (or resume, per ``run.resume``) one model in ``run``; save it to ``<run>/model``."""
+    trained = train(
+        sequences,
+        skeleton,
+        model_config,
+        for_run(train_config, run, label),
+        flip=flip,
+        resume=run.resume,
+        max_steps=max_steps,
     )
-    models = {}
-    for name, chiral in (("chiral", True), ("plain", False)):
-        config = dataclasses.replace(model_config, chiral=chiral)
-        run = _run_config(train_config, out, name, seed)
-        models[name] = train(
-            sequences, dataset.skeleton, config, run, resume=resume, max_steps=max_steps
-        )
-        save_model(models[name], out / f"{name}_seed{seed}" / "model")
-    return models
+    save_model(trained, run.folder / "model")
+    return trained
 
 
-def score_pair(models: dict[str, TrainedModel], test) -> dict:
-    """The four scores of a trained pair (chiral, plain, plain_tta, chiral_tta difference)."""
-    out = {
-        "chiral": evaluate(models["chiral"].model, test),
-        "plain": evaluate(models["plain"].model, test),
-        "plain_tta": evaluate(models["plain"].model, test, tta=True),
+def score_model(trained: TrainedModel, test: Sequences) -> dict:
+    """A trained model's scores on ``test``: one pass, and with flip TTA (for the plain
+    model, a row of the table; for the chiral one, the equivariance check)."""
+    one_pass = evaluate(trained.model, test)
+    tta = evaluate(trained.model, test, tta=True)
+    return {
+        "test": one_pass,
+        "test_tta": tta,
+        "tta_minus_one_pass_mm": abs(tta["mpjpe"] - one_pass["mpjpe"]),
+        "params": trained.model.num_params,
+        "history": trained.history,
+        "train_seconds": trained.seconds,
     }
-    chiral_tta = evaluate(models["chiral"].model, test, tta=True)
-    out["chiral_tta_minus_chiral_mm"] = abs(chiral_tta["mpjpe"] - out["chiral"]["mpjpe"])
-    for name in ("chiral", "plain"):
-        out[name]["params"] = models[name].model.num_params
-        out[name]["train_seconds"] = models[name].seconds
-    return out
 
 
-def summary_rows(per_seed: list[dict]) -> list[dict]:
-    """Table rows ``{model, mpjpe, p_mpjpe, ...}`` as ``mean ± std`` strings over seeds
-    (just the value for one seed)."""
+def summary_rows(cells: dict[str, dict], seeds: Sequence[int]) -> list[dict]:
+    """Table rows ``{model, passes, params, seeds, <metric>: {"mean", "std", "n"}}``."""
     rows = []
     for variant in VARIANTS:
-        runs = [{k: r[variant][k] for k in REPORTED} for r in per_seed]
+        source, key = ("plain", "test_tta") if variant == "plain_tta" else (variant, "test")
+        runs = [{k: cells[f"{source}_seed{s}"][key][k] for k in REPORTED} for s in seeds]
         stats = mean_std_over_seeds(runs)
-        row = {"model": variant, "seeds": len(runs)}
-        for k in REPORTED:
-            spread = f" ± {stats[k]['std']:.1f}" if len(runs) > 1 else ""
-            row[k] = f"{stats[k]['mean']:.1f}{spread}"
-        source = "plain" if variant == "plain_tta" else variant
-        row["params"] = per_seed[0][source]["params"]
-        row["passes"] = 2 if variant.endswith("tta") else 1
-        rows.append(row)
+        row = {"model": variant, "passes": 2 if variant.endswith("tta") else 1}
+        row["params"] = cells[f"{source}_seed{seeds[0]}"]["params"]
+        row["seeds"] = len(runs)
+        rows.append({**row, **stats})
     return rows
 
 
@@ -113,11 +98,10 @@ TABLE_COLUMNS = {
 }
 
 
-def draw_test_pose(models: dict[str, TrainedModel], dataset, test_subjects, path: Path) -> None:
+def draw_test_pose(model, dataset, test_subjects, path: Path) -> None:
     """A test frame: 2D input, 3D truth, chiral prediction, and the chiral prediction for
     the mirrored input, mirrored back (equal to the prediction: equivariance)."""
     test = camera_sequences(dataset, test_subjects[:1])
-    model = models["chiral"].model
     # A one-sided action shows equivariance best; any sequence does for other datasets.
     index = next((i for i, (_, a, _) in enumerate(test.keys) if a.startswith("Box")), 0)
     x = test.inputs[index]
@@ -146,35 +130,55 @@ def compare(
     out: Path,
     seeds: Sequence[int],
     *,
+    data: dict,
     resume: bool = False,
+    overwrite: bool = False,
     max_steps: int | None = None,
 ) -> dict:
-    """Train and score chiral/plain for every seed; returns the results (also per seed)."""
-    started = time.perf_counter()
+    """Train and score chiral and plain for every seed in the experiment folder ``out``
+    (the rerun rule of :mod:`chiral_tasks.common.run`); return the results.
+
+    ``data`` identifies the dataset in the run config (its fingerprint).
+    """
     train_subjects, test_subjects = default_split(dataset)
+    sequences = camera_sequences(dataset, train_subjects)
     test = camera_sequences(dataset, test_subjects)
-    per_seed = []
-    for seed in seeds:
-        models = train_pair(
-            dataset, train_subjects, model_config, train_config, out, seed,
-            resume=resume, max_steps=max_steps,
-        )  # fmt: skip
-        per_seed.append({"seed": seed, **score_pair(models, test)})
-    draw_test_pose(models, dataset, test_subjects, out / "lifting_pose.png")
-    rows = summary_rows(per_seed)
-    return {
-        "dataset": dataset.name,
+    config = {
+        "task": "lifting",
+        "experiment": "compare",
+        "data": data,
         "train_subjects": train_subjects,
         "test_subjects": test_subjects,
-        "model_config": dataclasses.asdict(model_config),
-        "train_config": {
-            k: v for k, v in dataclasses.asdict(train_config).items() if k != "checkpoint_dir"
-        },
-        "table": rows,
-        "per_seed": per_seed,
-        "max_chiral_tta_difference_mm": max(r["chiral_tta_minus_chiral_mm"] for r in per_seed),
-        "wall_seconds": time.perf_counter() - started,
+        "model": dataclasses.asdict(model_config),
+        "train": train_record(train_config),
+        "max_steps": max_steps,
     }
+
+    def run_one(run: Run, params: dict) -> dict:
+        chiral = params["variant"] == "chiral"
+        trained = fit(
+            run, sequences, dataset.skeleton, dataclasses.replace(model_config, chiral=chiral),
+            dataclasses.replace(train_config, seed=params["seed"]),
+            label=f"{params['variant']} seed {params['seed']}", max_steps=max_steps,
+        )  # fmt: skip
+        return {**score_model(trained, test), "outputs": ["model"]}
+
+    top, cells = run_experiment(
+        out, config, grid(seeds, TRAINED), run_one, resume=resume, overwrite=overwrite
+    )
+    if top.done:
+        return top.results
+    chiral = load_model(top.folder / f"chiral_seed{seeds[0]}" / "model").model
+    draw_test_pose(chiral, dataset, test_subjects, top.folder / "lifting_pose.png")
+    results = {
+        "dataset": dataset.name,
+        "table": summary_rows(cells, seeds),
+        "per_seed": cells,
+        "max_chiral_tta_difference_mm": max(
+            cells[f"chiral_seed{s}"]["tta_minus_one_pass_mm"] for s in seeds
+        ),
+    }
+    return top.finish(results, outputs=["lifting_pose.png"])
 
 
 LIMITED_SETTINGS = (
@@ -187,49 +191,86 @@ LIMITED_SETTINGS = (
 """(label, training subjects, fraction of each recording) of the limited-data runs."""
 
 
+def _setting_folder(label: str) -> str:
+    return label.replace("%", "pct").replace("+", "_").replace(" ", "_")
+
+
 def limited_data(
     dataset: formats.LiftingDataset,
     model_config: ModelConfig,
     train_config: TrainConfig,
     out: Path,
     *,
-    seed: int = 0,
+    data: dict,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_steps: int | None = None,
 ) -> dict:
     """Chiral vs plain MPJPE on growing training sets; writes ``limited_data.png``.
 
     Smaller sets are listed several times per epoch (``repeats``), so that every
     setting takes about as many steps as the largest: the small sets are not also
-    under-trained, and every run has the same epochs (and compiled steps).
+    under-trained, and every run has the same epochs (and compiled steps). Runs under
+    the rerun rule of :mod:`chiral_tasks.common.run`, one cell per setting and model.
     """
     _, test_subjects = default_split(dataset)
     test = camera_sequences(dataset, test_subjects)
-    sizes = {
-        label: camera_sequences(dataset, subjects, fraction=fraction, seed=seed).num_frames
+    seed = train_config.seed
+    sets = {
+        label: camera_sequences(dataset, subjects, fraction=fraction, seed=seed)
         for label, subjects, fraction in LIMITED_SETTINGS
     }
-    largest = max(sizes.values())
-    rows = []
-    for label, subjects, fraction in LIMITED_SETTINGS:
-        repeats = max(1, round(largest / sizes[label]))
-        folder = out / label.replace("%", "pct").replace("+", "_").replace(" ", "_")
-        models = train_pair(
-            dataset, subjects, model_config, train_config, folder, seed,
-            fraction=fraction, repeats=repeats,
+    largest = max(s.num_frames for s in sets.values())
+    repeats = {label: max(1, round(largest / s.num_frames)) for label, s in sets.items()}
+    config = {
+        "task": "lifting",
+        "experiment": "limited-data",
+        "data": data,
+        "model": dataclasses.asdict(model_config),
+        "train": train_record(train_config),
+        "max_steps": max_steps,
+    }
+    cells = {
+        f"{_setting_folder(label)}_{variant}": {"setting": label, "variant": variant}
+        for label, _, _ in LIMITED_SETTINGS
+        for variant in TRAINED
+    }
+
+    def run_one(run: Run, params: dict) -> dict:
+        label, variant = params["setting"], params["variant"]
+        sequences = sets[label]
+        n = repeats[label]
+        sequences = Sequences(sequences.inputs * n, sequences.targets * n, sequences.keys * n)
+        trained = fit(
+            run, sequences, dataset.skeleton,
+            dataclasses.replace(model_config, chiral=variant == "chiral"), train_config,
+            label=f"{variant} {label}", max_steps=max_steps,
         )  # fmt: skip
-        row = {"setting": label, "frames": sizes[label], "repeats": repeats}
-        for name, trained in models.items():
-            result = evaluate(trained.model, test)
-            row[f"{name}_mpjpe"], row[f"{name}_p_mpjpe"] = result["mpjpe"], result["p_mpjpe"]
+        result = evaluate(trained.model, test)
+        return {"test": result, "history": trained.history, "outputs": ["model"]}
+
+    top, results = run_experiment(out, config, cells, run_one, resume=resume, overwrite=overwrite)
+    if top.done:
+        return top.results
+    rows = []
+    for label, _, _ in LIMITED_SETTINGS:
+        row = {"setting": label, "frames": sets[label].num_frames, "repeats": repeats[label]}
+        for variant in TRAINED:
+            test_result = results[f"{_setting_folder(label)}_{variant}"]["test"]
+            row[f"{variant}_mpjpe"] = test_result["mpjpe"]
+            row[f"{variant}_p_mpjpe"] = test_result["p_mpjpe"]
         rows.append(row)
     frames = [r["frames"] for r in rows]
     plot_curves(
-        out / "limited_data.png",
-        {name: (frames, [r[f"{name}_mpjpe"] for r in rows]) for name in ("chiral", "plain")},
+        top.folder / "limited_data.png",
+        {name: (frames, [r[f"{name}_mpjpe"] for r in rows]) for name in TRAINED},
         xlabel="training frames (all camera views)",
         ylabel="MPJPE (mm)",
         title="Limited training data",
     )
-    return {"dataset": dataset.name, "seed": seed, "epochs": train_config.epochs, "rows": rows}
+    return top.finish(
+        {"dataset": dataset.name, "seed": seed, "rows": rows}, outputs=["limited_data.png"]
+    )
 
 
 LIMITED_COLUMNS = {
@@ -243,9 +284,15 @@ LIMITED_COLUMNS = {
 }
 
 
+def _mean_std(stats: dict) -> str:
+    spread = f" ± {stats['std']:.1f}" if stats["n"] > 1 else ""
+    return f"{stats['mean']:.1f}{spread}"
+
+
 def format_comparison(results: dict) -> str:
-    """The comparison table as text."""
-    return format_table(results["table"], TABLE_COLUMNS)
+    """The comparison table as text (``mean ± std`` over seeds)."""
+    rows = [{**row, **{k: _mean_std(row[k]) for k in REPORTED}} for row in results["table"]]
+    return format_table(rows, TABLE_COLUMNS)
 
 
 def format_limited(results: dict) -> str:

@@ -67,6 +67,8 @@ import numpy as np
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15, SKELETONS, Skeleton
 from chiral_tasks.common.camera import Camera, normalize_screen_coordinates
+from chiral_tasks.common.files import atomic_path
+from chiral_tasks.lifting.cameras import camera_from_record
 
 FORMAT_NAME = "chiral_jax.lifting"
 FORMAT_VERSION = 1
@@ -153,7 +155,10 @@ class LiftingDataset:
 def _as_float32(x) -> np.ndarray:
     """Numbers as float32; anything else is left for the checks to reject."""
     x = np.asarray(x)
-    return x.astype(np.float32, copy=False) if x.dtype.kind in "fiu" else x
+    if x.dtype.kind not in "fiu":
+        return x
+    with np.errstate(over="ignore"):  # values past float32's range become inf: checked after
+        return x.astype(np.float32, copy=False)
 
 
 def _check_positions(x: np.ndarray, num_joints: int, dims: int, where: str) -> None:
@@ -273,9 +278,7 @@ def _positions(value, dims: int, path: PathLike, where: str) -> np.ndarray:
     if x.dtype != np.float32:
         raise LiftingFormatError(f"{path}: {where}: expected numbers, got dtype {x.dtype}")
     if x.ndim != 3 or x.shape[2] != dims or x.shape[0] == 0:
-        raise LiftingFormatError(
-            f"{path}: {where}: expected shape (T>0, J, {dims}), got {x.shape}"
-        )
+        raise LiftingFormatError(f"{path}: {where}: expected shape (T>0, J, {dims}), got {x.shape}")
     if not np.isfinite(x).all():
         raise LiftingFormatError(f"{path}: {where}: holds NaN or infinite values")
     return x
@@ -549,7 +552,8 @@ def save_npz(dataset: LiftingDataset, path: PathLike) -> None:
         "subjects": subjects_meta,
     }
     arrays["meta_json"] = np.array(json.dumps(meta))
-    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the name
+    # A file object: np.savez would append ".npz" to the name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
 
 
@@ -574,7 +578,15 @@ def _parse_meta(arrays: Mapping[str, np.ndarray], path: PathLike) -> dict[str, A
             f"{path}: format {meta['format']!r} version {meta['version']!r}; this reader "
             f"knows {FORMAT_NAME!r} version {FORMAT_VERSION}"
         )
+    if not isinstance(meta["dataset"], str):
+        raise LiftingFormatError(f"{path}: 'dataset' must be a string, got {meta['dataset']!r}")
+    if type(meta["fps"]) not in (int, float):  # bool and str are not frame rates
+        raise LiftingFormatError(f"{path}: 'fps' must be a number, got {meta['fps']!r}")
     return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parse_skeleton(spec: Any, path: PathLike) -> Skeleton:
@@ -582,6 +594,14 @@ def _parse_skeleton(spec: Any, path: PathLike) -> Skeleton:
     if not isinstance(spec, dict):
         raise LiftingFormatError(f"{path}: skeleton metadata must be an object, got {spec!r}")
     _require_keys(spec, fields, path)
+    names = spec["joint_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise LiftingFormatError(f"{path}: skeleton joint_names must be a list of strings")
+    for key in ("parents", "left", "right"):
+        if not isinstance(spec[key], list) or not all(_is_int(j) for j in spec[key]):
+            raise LiftingFormatError(
+                f"{path}: skeleton {key} must be a list of joint indices, got {spec[key]!r}"
+            )
     try:
         return Skeleton(
             name=str(spec["name"]),
@@ -603,9 +623,9 @@ def _parse_subject(
         raise LiftingFormatError(f"{where}: metadata must be an object, got {spec!r}")
     _require_keys(spec, ["num_cameras", "camera_ids", "actions"], path)
     num_cameras, camera_ids, actions = spec["num_cameras"], spec["camera_ids"], spec["actions"]
-    if not isinstance(num_cameras, int) or num_cameras < 1:
+    if not _is_int(num_cameras) or num_cameras < 1:
         raise LiftingFormatError(f"{where}: num_cameras must be a positive integer")
-    if not isinstance(actions, dict) or not all(isinstance(t, int) for t in actions.values()):
+    if not isinstance(actions, dict) or not all(_is_int(t) for t in actions.values()):
         raise LiftingFormatError(f"{where}: actions must map action names to frame counts")
     used: list[str] = []
 
@@ -625,7 +645,7 @@ def _parse_subject(
             prefix = _camera_prefix(subject, k)
             record = {f: get(prefix + f) for f in _CAMERA_FIELDS if prefix + f in arrays}
             try:
-                camera = Camera.from_dict(record)
+                camera = camera_from_record(record)
             except (KeyError, ValueError) as err:
                 raise LiftingFormatError(f"{where}, camera {k}: {err}") from err
             if camera.id != cam_id:
@@ -666,6 +686,12 @@ def load_npz(path: PathLike) -> LiftingDataset:
     used = {"meta_json"}
     for subject, spec in meta["subjects"].items():
         subjects[subject], keys = _parse_subject(subject, spec, arrays, skeleton, path)
+        # "A/B" + "C" and "A" + "B/C" name the same arrays: one recording read twice.
+        twice = sorted(used.intersection(keys))
+        if twice:
+            raise LiftingFormatError(
+                f"{path}: subject {subject!r} reads arrays another subject read too: {twice}"
+            )
         used.update(keys)
     unexpected = sorted(set(arrays) - used)
     if unexpected:

@@ -26,9 +26,7 @@ def _pair(predicted, target) -> tuple[np.ndarray, np.ndarray]:
     predicted = np.asarray(predicted, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if predicted.shape != target.shape:
-        raise ValueError(
-            f"predicted and target shapes differ: {predicted.shape} vs {target.shape}"
-        )
+        raise ValueError(f"predicted and target shapes differ: {predicted.shape} vs {target.shape}")
     if predicted.ndim < 2:
         raise ValueError(f"poses must be shaped (..., J, D), got shape {predicted.shape}")
     for name, x in (("predicted", predicted), ("target", target)):

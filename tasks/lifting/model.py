@@ -222,9 +222,7 @@ class _Block(nnx.Module):
     def __call__(self, x: Features, post: Callable, strided: bool) -> Features:
         if strided:
             tap, width = self.residual_tap, self.width
-            res = _on_arrays(
-                lambda a: a.reshape(a.shape[0], -1, width, a.shape[-1])[:, :, tap], x
-            )
+            res = _on_arrays(lambda a: a.reshape(a.shape[0], -1, width, a.shape[-1])[:, :, tap], x)
             h = _strided_conv(self.conv, x, self.width)
         else:
             start = self.residual_tap * self.dilation

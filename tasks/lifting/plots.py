@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from chiral_jax.skeletons import Skeleton
+from chiral_tasks.common.results import save_png
 
 _COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "0.3"}
 
@@ -57,6 +58,4 @@ def plot_pose(
         ax.view_init(elev=10, azim=-80)
     if title:
         figure.suptitle(title)
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    figure.savefig(os.fspath(path), format="png")
+    save_png(figure, path)

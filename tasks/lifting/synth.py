@@ -28,6 +28,7 @@ import numpy as np
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
 from chiral_tasks.common.camera import Camera, make_cameras, project_to_pixels
+from chiral_tasks.common.files import atomic_path, refuse_existing
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
 from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.cameras import save_cameras_json
@@ -242,15 +243,28 @@ def _object_array(value) -> np.ndarray:
     return out
 
 
+def output_paths(dataset: str, folder: str | os.PathLike) -> dict[str, Path]:
+    """The files :func:`write_dataset` writes for ``dataset`` into ``folder``, by role.
+
+    Keys: ``"ours"`` (``<ds>.npz``), ``"data_3d"``, ``"data_2d"``, ``"cameras"``.
+    """
+    folder = Path(folder)
+    return {
+        "ours": folder / f"{dataset}.npz",
+        "data_3d": folder / f"data_3d_{dataset}.npz",
+        "data_2d": folder / f"data_2d_{dataset}_{DETECTOR}.npz",
+        "cameras": folder / f"cameras_{dataset}.json",
+    }
+
+
 def write_videopose3d(
     dataset: formats.LiftingDataset, detections: dict, folder: str | os.PathLike
 ) -> tuple[Path, Path, Path]:
     """Write VideoPose3D's pickled 3D and 2D files and the cameras JSON into ``folder``.
 
-    Returns the paths ``(data_3d, data_2d, cameras_json)``.
+    Replaces existing files of those names (each atomically). Returns the paths
+    ``(data_3d, data_2d, cameras_json)``.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     h36m = dataset.skeleton.name == H36M_17.name
     positions_3d = {
         subject: {
@@ -264,24 +278,34 @@ def write_videopose3d(
         "num_joints": dataset.skeleton.num_joints,
         "keypoints_symmetry": [list(dataset.skeleton.left), list(dataset.skeleton.right)],
     }
-    path_3d = folder / f"data_3d_{dataset.name}.npz"
-    path_2d = folder / f"data_2d_{dataset.name}_{DETECTOR}.npz"
-    path_cameras = folder / f"cameras_{dataset.name}.json"
-    np.savez_compressed(path_3d, positions_3d=_object_array(positions_3d))
-    np.savez_compressed(
-        path_2d, positions_2d=_object_array(detections), metadata=_object_array(metadata)
-    )
-    save_cameras_json({s: d.cameras for s, d in dataset.subjects.items()}, path_cameras)
-    return path_3d, path_2d, path_cameras
+    paths = output_paths(dataset.name, folder)
+    # Open files, not names: np.savez would append ".npz" to the temporary name.
+    with atomic_path(paths["data_3d"]) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, positions_3d=_object_array(positions_3d))
+    with atomic_path(paths["data_2d"]) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(
+            f, positions_2d=_object_array(detections), metadata=_object_array(metadata)
+        )
+    save_cameras_json({s: d.cameras for s, d in dataset.subjects.items()}, paths["cameras"])
+    return paths["data_3d"], paths["data_2d"], paths["cameras"]
 
 
-def write_dataset(config: SynthConfig, folder: str | os.PathLike) -> dict[str, Path]:
+def write_dataset(
+    config: SynthConfig, folder: str | os.PathLike, *, overwrite: bool = False
+) -> dict[str, Path]:
     """Generate and write the dataset in both formats; return the paths by role.
 
-    Keys: ``"ours"`` (``<ds>.npz``), ``"data_3d"``, ``"data_2d"``, ``"cameras"``.
+    Keys as in :func:`output_paths`. Every file is written atomically.
+
+    Raises:
+      FileExistsError: if one of those files exists and ``overwrite`` is False;
+        checked before anything is generated or written. Other files in ``folder``
+        never matter and are never touched.
     """
+    paths = output_paths(config.dataset, folder)
+    if not overwrite:
+        refuse_existing(folder, paths.values())
     dataset, detections = generate_dataset(config)
-    path_3d, path_2d, path_cameras = write_videopose3d(dataset, detections, folder)
-    ours = Path(folder) / f"{dataset.name}.npz"
-    formats.save_npz(dataset, ours)
-    return {"ours": ours, "data_3d": path_3d, "data_2d": path_2d, "cameras": path_cameras}
+    write_videopose3d(dataset, detections, folder)
+    formats.save_npz(dataset, paths["ours"])
+    return paths

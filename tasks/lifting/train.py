@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -187,24 +189,38 @@ def _skeleton_json(skeleton: Skeleton) -> dict[str, Any]:
 
 
 def save_model(trained: TrainedModel, folder: str | Path) -> None:
-    """Write the model to ``folder`` (replacing it): ``model.json`` (config, skeleton,
-    history) and ``state/`` (an orbax checkpoint of the model's arrays)."""
+    """Write the model to ``folder``: ``model.json`` (config, skeleton, history) and
+    ``state/`` (an orbax checkpoint of the model's arrays).
+
+    The model is written into a temporary folder beside ``folder`` and renamed into
+    place; an earlier model there is replaced only once the new one is complete.
+    """
     folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    meta = {
-        "model_config": dataclasses.asdict(trained.config),
-        "skeleton": _skeleton_json(trained.skeleton),
-        "history": trained.history,
-        "seconds": trained.seconds,
-    }
-    (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    checkpointer = Checkpointer(folder / "state", keep=1)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        checkpointer.save(0, nnx.state(trained.model), {})
+        meta = {
+            "model_config": dataclasses.asdict(trained.config),
+            "skeleton": _skeleton_json(trained.skeleton),
+            "history": trained.history,
+            "seconds": trained.seconds,
+        }
+        (staging / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
+        checkpointer = Checkpointer(staging / "state", keep=1)
+        try:
+            checkpointer.save(0, nnx.state(trained.model), {})
+        finally:
+            checkpointer.close()
+        os.chmod(staging, 0o755)
+        if folder.exists():
+            old = staging.with_name(staging.name + ".old")
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, folder)
     finally:
-        checkpointer.close()
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_model(folder: str | Path, skeleton: Skeleton | None = None) -> TrainedModel:

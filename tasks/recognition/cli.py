@@ -2,19 +2,41 @@
 
 Commands: ``generate`` (the procedural dataset), ``train``, ``evaluate``, ``demo``
 (generate if missing, train chiral and plain, compare) and ``experiment`` (the same
-over several seeds, mean +- std).
+over several seeds, mean +- std). The options and the run folder's rerun rule are
+those of every task (:mod:`chiral_tasks.common.cli`, :mod:`chiral_tasks.common.run`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
-from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.cli import (
+    UsageError,
+    add_command,
+    add_data_args,
+    add_model_choice,
+    add_overwrite_arg,
+    add_run_args,
+    add_train_args,
+    config_from_args,
+    default_data,
+    for_run,
+    positive_int,
+    probability,
+    train_record,
+)
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
+from chiral_tasks.common.run import (
+    Run,
+    check_output,
+    environment,
+    fingerprint,
+    grid,
+    open_run,
+    run_experiment,
+)
 from chiral_tasks.recognition import data as data_io
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.model import CPU_WIDTHS, PAPER_WIDTHS, ModelConfig
@@ -30,15 +52,21 @@ from chiral_tasks.recognition.train import (
     train_and_evaluate,
 )
 
-DEMO_DATA = os.path.join("runs", "recognition", "data")
+TASK = "recognition"
+MODELS = ("chiral", "plain")
 SUMMARY_KEYS = ("top1", "top5", "mirror_max_abs_diff", "mirror_changed_fraction", "params")
 
 
 # -- arguments -------------------------------------------------------------------------
 
 
-def _add_format_args(parser: argparse.ArgumentParser, *, data_dir: str | None = None) -> None:
-    add_data_args(parser, data_dir=data_dir)
+def _add_format_args(parser: argparse.ArgumentParser, *, generated: bool = False) -> None:
+    add_data_args(
+        parser,
+        TASK,
+        help="Kinetics-skeleton folder (per-clip JSON + label index, or the .npy split)"
+        + ("; the default folder is generated when missing" if generated else ""),
+    )
     parser.add_argument(
         "--format",
         choices=data_io.FORMATS,
@@ -52,7 +80,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--widths",
-        type=int,
+        type=positive_int,
         nargs="+",
         help=f"channels of each block (default {list(CPU_WIDTHS)}; with --paper "
         f"{list(PAPER_WIDTHS)})",
@@ -72,30 +100,33 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--negated-fractions",
-        type=float,
+        type=probability,
         nargs="+",
         default=(1 / 3, 1 / 6, 1 / 12),
         help="share of negated dims per joint in each block before the invariance layer",
     )
     group.add_argument(
         "--window",
-        type=int,
+        type=positive_int,
         help=f"training crop in frames (default {QUICK_WINDOW}; {PAPER_WINDOW} with --paper)",
     )
     group.add_argument(
-        "--flip", type=float, default=0.0, help="probability of mirroring a training clip"
+        "--flip", type=probability, default=0.0, help="probability of mirroring a training clip"
     )
 
 
 def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
-    return ModelConfig(
-        num_classes=num_classes,
-        chiral=chiral,
-        widths=args.widths or (PAPER_WIDTHS if args.paper else CPU_WIDTHS),
-        strides=tuple(args.strides),
-        invariant_block=args.invariant_block,
-        negated_fractions=tuple(args.negated_fractions),
-    )
+    try:
+        return ModelConfig(
+            num_classes=num_classes,
+            chiral=chiral,
+            widths=tuple(args.widths or (PAPER_WIDTHS if args.paper else CPU_WIDTHS)),
+            strides=tuple(args.strides),
+            invariant_block=args.invariant_block,
+            negated_fractions=tuple(args.negated_fractions),
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def _augment(args) -> Augment:
@@ -104,26 +135,34 @@ def _augment(args) -> Augment:
 
 
 def _load(args, split: str) -> data_io.Split:
-    return data_io.load_split(
-        args.data_dir, split, format=args.format, trust_pickle=args.allow_pickle
-    )
+    return data_io.load_split(args.data, split, format=args.format, trust_pickle=args.allow_pickle)
 
 
-def _splits_and_names(args) -> tuple[data_io.Split, data_io.Split, list[str]]:
+def _dataset(args, *, generate_default: bool = False):
+    """The train and val splits of ``--data`` (the default folder generated first when
+    missing), the class names, and the data's record for the run config."""
+    folder = Path(args.data)
+    if generate_default and args.data == default_data(TASK) and not folder.exists():
+        print(f"generating the procedural dataset into {folder}", flush=True)
+        generate(folder, SynthConfig())
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such dataset folder")
     train_split, val_split = _load(args, "train"), _load(args, "val")
     top = max(int(train_split.labels.max()), int(val_split.labels.max())) + 1
-    return train_split, val_split, data_io.class_names(args.data_dir, top)
+    names = data_io.class_names(args.data, top)
+    record = {"format": args.format, "fingerprint": fingerprint([folder])}
+    return train_split, val_split, names, record
 
 
 def _summary_row(name: str, results: dict) -> dict:
     row = {"model": name}
     for key in SUMMARY_KEYS:
         value = results[key]
-        row[key] = value["mean"] if isinstance(value, dict) else value
-        if isinstance(value, dict) and key in ("top1", "top5"):
-            row[key] = f"{100 * value['mean']:.1f} +- {100 * value['std']:.1f}"
-        elif key in ("top1", "top5"):
-            row[key] = f"{100 * value:.1f}"
+        if key in ("top1", "top5"):
+            spread = f" +- {100 * value['std']:.1f}" if value["n"] > 1 else ""
+            row[key] = f"{100 * value['mean']:.1f}{spread}"
+        else:
+            row[key] = value["mean"]
     return row
 
 
@@ -137,6 +176,11 @@ TABLE_COLUMNS = {
 }
 
 
+def _report(name: str, results: dict) -> None:
+    print(f"{name}: top-1 {100 * results['top1']:.1f}%  top-5 {100 * results['top5']:.1f}%")
+    print("  " + describe_mirror_check(name, results))
+
+
 # -- commands --------------------------------------------------------------------------
 
 
@@ -147,106 +191,114 @@ def cmd_generate(args) -> None:
         val_fraction=args.val_fraction,
         seed=args.seed,
     )
-    counts = generate(args.out, config)
+    counts = generate(args.out, config, overwrite=args.overwrite)
     print(f"wrote {counts['train']} training and {counts['val']} validation clips to {args.out}")
 
 
+def _run_config(args, data: dict, names, model_config: ModelConfig, config) -> dict:
+    return {
+        "task": TASK,
+        "data": data,
+        "classes": list(names),
+        "model": dataclasses.asdict(model_config),
+        "train": train_record(config),
+        "augment": dataclasses.asdict(_augment(args)),
+        "max_steps": args.max_steps,
+    }
+
+
 def cmd_train(args) -> None:
-    train_split, val_split, names = _splits_and_names(args)
+    train_split, val_split, names, data = _dataset(args)
+    model_config = _model_config(args, len(names), args.model == "chiral")
     config = config_from_args(args, QUICK, PAPER)
-    results = train_and_evaluate(
-        train_split,
-        val_split,
-        _model_config(args, len(names), args.model == "chiral"),
-        config,
-        _augment(args),
+    run = open_run(
         args.out,
-        class_names=names,
+        _run_config(args, data, names, model_config, config),
         resume=args.resume,
-        max_steps=args.max_steps,
+        overwrite=args.overwrite,
     )
-    print(f"{args.model}: top-1 {100 * results['top1']:.1f}%  top-5 {100 * results['top5']:.1f}%")
-    print(describe_mirror_check(args.model, results))
-    print(f"results: {Path(args.out) / 'results.json'}")
+    results = run.results
+    if results is None:
+        record = train_and_evaluate(
+            run, train_split, val_split, model_config, for_run(config, run, args.model),
+            _augment(args), class_names=names, max_steps=args.max_steps,
+        )  # fmt: skip
+        results = run.finish(record, record.pop("outputs"))
+    else:
+        print(f"{run.folder}: finished earlier with these settings; its results:")
+    _report(args.model, results)
+    print(f"results in {run.folder / 'results.json'}, confusion matrix confusion.png there")
 
 
 def cmd_evaluate(args) -> None:
     model, run = load_run(args.run)
     split = _load(args, args.split)
-    out = Path(args.out or args.run)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out or Path(args.run) / f"eval_{args.split}.json")
+    identity = {"run": str(args.run), "split": args.split, "format": args.format}
+    identity["fingerprint"] = fingerprint([args.data])
+    check_output(out, identity, overwrite=args.overwrite)
     results = evaluate(
         model,
         split,
-        run["class_names"],
+        run["classes"],
         batch_size=args.batch_size,
-        confusion_png=out / f"confusion_{args.split}.png",
+        confusion_png=out.with_suffix(".png"),
     )
     name = "chiral" if model.config.chiral else "plain"
-    write_results(out / f"eval_{args.split}.json", {"model": name, "split": args.split, **results})
-    print(f"{name} on {args.split} ({results['clips']} clips): top-1 {100 * results['top1']:.1f}%"
-          f"  top-5 {100 * results['top5']:.1f}%")  # fmt: skip
-    print(describe_mirror_check(name, results))
-    print(f"results: {out / f'eval_{args.split}.json'}")
+    write_results(out, {**identity, "model": name, **results, "environment": environment()})
+    print(f"{name} on {args.split} ({results['clips']} clips):")
+    _report(name, results)
+    print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
-def _run_models(args, seeds: Sequence[int], models: Sequence[str]) -> dict:
-    """Trains and evaluates each model at each seed under ``args.out``; returns the summary."""
-    if not Path(args.data_dir).is_dir():
-        print(f"generating the procedural dataset into {args.data_dir}")
-        generate(args.data_dir, SynthConfig())
-    train_split, val_split, names = _splits_and_names(args)
+def _run_models(args, seeds: list[int]) -> dict:
+    """Both models at each seed in the experiment folder ``--out``; prints the table."""
+    train_split, val_split, names, data = _dataset(args, generate_default=True)
     base = config_from_args(args, QUICK, PAPER)
-    runs: dict[str, list[dict]] = {m: [] for m in models}
-    for seed in seeds:
-        for name in models:
-            out = Path(args.out) / f"{name}_seed{seed}"
-            config = dataclasses.replace(base, seed=seed, checkpoint_dir=str(out / "checkpoints"))
-            results = train_and_evaluate(
-                train_split,
-                val_split,
-                _model_config(args, len(names), name == "chiral"),
-                config,
-                _augment(args),
-                out,
-                class_names=names,
-                resume=args.resume and (out / "checkpoints").is_dir(),
-                max_steps=args.max_steps,
+    model_config = _model_config(args, len(names), True)
+    shared = _run_config(args, data, names, model_config, base)
+
+    def run_one(run: Run, params: dict) -> dict:
+        name, seed = params["variant"], params["seed"]
+        config = for_run(dataclasses.replace(base, seed=seed), run, f"{name} seed {seed}")
+        results = train_and_evaluate(
+            run, train_split, val_split, dataclasses.replace(model_config, chiral=name == "chiral"),
+            config, _augment(args), class_names=names, max_steps=args.max_steps,
+        )  # fmt: skip
+        _report(f"seed {seed} {name}", results)
+        return results
+
+    top, cells = run_experiment(
+        args.out, shared, grid(seeds, MODELS), run_one, resume=args.resume,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    if top.done:
+        record = top.results
+    else:
+        summary = {
+            name: mean_std_over_seeds(
+                [{k: cells[f"{name}_seed{s}"][k] for k in SUMMARY_KEYS} for s in seeds]
             )
-            print(f"seed {seed} {name}: top-1 {100 * results['top1']:.1f}%  "
-                  f"top-5 {100 * results['top5']:.1f}%")  # fmt: skip
-            print("  " + describe_mirror_check(name, results))
-            runs[name].append({k: results[k] for k in SUMMARY_KEYS})
-    summary = {
-        name: mean_std_over_seeds(per_seed) if len(per_seed) > 1 else per_seed[0]
-        for name, per_seed in runs.items()
-    }
-    rows = [_summary_row(name, summary[name]) for name in models]
+            for name in MODELS
+        }
+        record = top.finish({"summary": summary, "per_seed": cells})
+    rows = [_summary_row(name, record["summary"][name]) for name in MODELS]
     print(format_table(rows, TABLE_COLUMNS, floatfmt=".3g"))
-    record = {
-        "task": "recognition",
-        "data": str(args.data_dir),
-        "seeds": list(seeds),
-        "config": {
-            "train": dataclasses.asdict(base),
-            "augment": dataclasses.asdict(_augment(args)),
-            "model": dataclasses.asdict(_model_config(args, len(names), True)),
-        },
-        "summary": summary,
-        "runs": runs,
-    }
-    write_results(Path(args.out) / "results.json", record)
-    print(f"results: {Path(args.out) / 'results.json'}; confusion matrices: "
-          f"{Path(args.out)}/<model>_seed<k>/confusion.png")  # fmt: skip
+    print(
+        f"results in {top.folder / 'results.json'}; confusion matrices: "
+        f"{top.folder}/<model>_seed<k>/confusion.png"
+    )
     return record
 
 
 def cmd_demo(args) -> None:
-    _run_models(args, [args.seed if args.seed is not None else 0], args.models)
+    _run_models(args, [args.seed if args.seed is not None else 0])
 
 
 def cmd_experiment(args) -> None:
-    _run_models(args, args.seeds, args.models)
+    if args.seed is not None:
+        raise UsageError("experiment takes --seeds, not --seed")
+    _run_models(args, args.seeds)
 
 
 # -- registration ----------------------------------------------------------------------
@@ -259,41 +311,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "write the procedural Kinetics-skeleton dataset (per-clip JSON + label index, "
         "and the preprocessed .npy split)",
     )  # fmt: skip
-    p.add_argument("--out", default=DEMO_DATA, help="output folder")
+    p.add_argument("--out", default=default_data(TASK), help="output folder")
     p.add_argument("--classes", nargs="+", default=SynthConfig.classes, help="action names")
-    p.add_argument("--clips-per-class", type=int, default=SynthConfig.clips_per_class)
-    p.add_argument("--val-fraction", type=float, default=SynthConfig.val_fraction)
+    p.add_argument("--clips-per-class", type=positive_int, default=SynthConfig.clips_per_class)
+    p.add_argument("--val-fraction", type=probability, default=SynthConfig.val_fraction)
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    add_overwrite_arg(p)
 
     p = add_command(
         subparsers, "train", cmd_train,
         "train a plain or chiral-invariant classifier, then evaluate it on the val split",
     )  # fmt: skip
     _add_format_args(p)
-    p.add_argument("--model", choices=("chiral", "plain"), default="chiral")
+    add_model_choice(p)
     _add_model_args(p)
-    add_train_args(p, out=os.path.join("runs", "recognition", "train"))
+    add_run_args(p, TASK, "train")
+    add_train_args(p)
 
     p = add_command(
         subparsers, "evaluate", cmd_evaluate,
         "top-1/top-5, confusion matrix and mirror check of a trained run on a split",
     )  # fmt: skip
+    p.add_argument("--run", required=True, help="the run folder written by train")
     _add_format_args(p)
-    p.add_argument("--run", required=True, help="the training run's --out folder")
     p.add_argument("--split", default="val", help="split name (train, val)")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
-    p.add_argument("--out", help="where results go (default: the run folder)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="clips per forward pass")
+    p.add_argument("--out", help="results JSON (default: <run>/eval_<split>.json)")
+    add_overwrite_arg(p)
 
     for name, func, help_text in (
         ("demo", cmd_demo, "generate if missing, train chiral and plain, print the table"),
         ("experiment", cmd_experiment, "train chiral and plain over seeds: mean +- std"),
     ):
         p = add_command(subparsers, name, func, help_text)
-        _add_format_args(p, data_dir=DEMO_DATA)
-        p.add_argument(
-            "--models", nargs="+", choices=("chiral", "plain"), default=["chiral", "plain"]
-        )
+        _add_format_args(p, generated=True)
         if name == "experiment":
             p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         _add_model_args(p)
-        add_train_args(p, out=os.path.join("runs", "recognition", name))
+        add_run_args(p, TASK, name)
+        add_train_args(p)

@@ -18,12 +18,15 @@ ST-GCN's ``tools/kinetics_gendata.py``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from chiral_tasks.recognition.kinetics import load_kinetics_dir, load_npy_split
+from chiral_tasks.recognition.kinetics import (
+    load_kinetics_dir,
+    load_npy_split,
+    read_label_index,
+)
 
 FORMATS = ("auto", "npy", "json")
 
@@ -92,20 +95,43 @@ def class_names(data_dir, min_classes: int) -> list[str]:
     From ``label_name.txt`` if present (all its lines: Kinetics has 400 classes
     even when a split holds fewer), else from the JSON label indices, else
     ``"class <i>"``.
+
+    Raises:
+      ValueError: naming the file if ``label_name.txt`` has fewer than
+        ``min_classes`` names or a blank line between names (it would shift the
+        class of every later name), or a label index is malformed (see
+        :func:`kinetics.read_label_index`) or gives one class index two names.
     """
     root = Path(data_dir)
     names_file = root / "label_name.txt"
     if names_file.is_file():
-        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-        if len(names) < min_classes:
+        try:
+            lines = [line.strip() for line in names_file.read_text().splitlines()]
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{names_file}: not UTF-8 text ({err})") from err
+        while lines and not lines[-1]:
+            lines.pop()
+        if "" in lines:
             raise ValueError(
-                f"{names_file} names {len(names)} classes but the labels need {min_classes}"
+                f"{names_file}: line {lines.index('') + 1} is blank; every later name "
+                "would name the wrong class"
             )
-        return names
-    found: dict[int, str] = {}
+        if len(lines) < min_classes:
+            raise ValueError(
+                f"{names_file} names {len(lines)} classes but the labels need {min_classes}"
+            )
+        return lines
+    found: dict[int, tuple[str, Path]] = {}
     for split_index in sorted(root.glob("kinetics_*_label.json")):
-        for entry in json.loads(split_index.read_text()).values():
-            if "label" in entry and "label_index" in entry:
-                found.setdefault(int(entry["label_index"]), str(entry["label"]))
+        for video_id, entry in read_label_index(split_index).items():
+            if "label" not in entry:
+                continue
+            label, index = entry["label"], entry["label_index"]
+            name, source = found.setdefault(index, (label, split_index))
+            if name != label:
+                raise ValueError(
+                    f"{split_index}: {video_id!r} names class {index} {label!r}, but "
+                    f"{source} names it {name!r}"
+                )
     count = max([min_classes, *(i + 1 for i in found)])
-    return [found.get(i, f"class {i}") for i in range(count)]
+    return [found[i][0] if i in found else f"class {i}" for i in range(count)]

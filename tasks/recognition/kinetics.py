@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import OPENPOSE_18
+from chiral_tasks.common.files import atomic_path
 
 NUM_JOINTS = 18
 NUM_CHANNELS = 3
+_NUMBER_TYPES = (int, float)  # exact JSON number types: bool is not one of them
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -71,7 +73,8 @@ def write_clip_json(path, frames: Sequence, label: str, label_index: int) -> Non
             entries.append({"pose": pose.reshape(-1).tolist(), "score": score.tolist()})
         data.append({"frame_index": i + 1, "skeleton": entries})
     clip = {"data": data, "label": str(label), "label_index": int(label_index)}
-    Path(path).write_text(json.dumps(clip))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(clip))
 
 
 def write_label_index(path, entries: dict[str, dict]) -> None:
@@ -86,7 +89,8 @@ def write_label_index(path, entries: dict[str, dict]) -> None:
             "label": str(entry["label"]),
             "label_index": int(entry["label_index"]),
         }
-    Path(path).write_text(json.dumps(out))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(out))
 
 
 # -- per-clip JSON -----------------------------------------------------------------------
@@ -110,17 +114,23 @@ def _require(where: str, mapping, keys: Sequence[str]) -> None:
 
 
 def _finite_vector(where: str, values, length: int) -> np.ndarray:
+    """``values`` as float32, checked: ``length`` JSON numbers, finite in float32."""
     if not isinstance(values, list) or len(values) != length:
         got = len(values) if isinstance(values, list) else type(values).__name__
         raise ValueError(f"{where}: expected a list of {length} numbers, got {got}")
+    if not all(type(v) in _NUMBER_TYPES for v in values):
+        bad = next(v for v in values if type(v) not in _NUMBER_TYPES)
+        raise ValueError(f"{where}: expected numbers, got {bad!r}")
     try:
         arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: expected numbers ({err})") from err
-    if arr.ndim != 1:
-        raise ValueError(f"{where}: expected a flat list of numbers")
+    except OverflowError as err:  # an integer beyond float64
+        raise ValueError(f"{where}: value out of range ({err})") from err
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{where}: NaN or infinite values")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: values beyond the float32 range")
     return arr
 
 
@@ -128,6 +138,13 @@ def _int_field(where: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{where}: expected an integer, got {value!r}")
     return value
+
+
+def _label_field(where: str, value) -> int:
+    label = _int_field(where, value)
+    if label < 0:
+        raise ValueError(f"{where}: must be >= 0, got {label}")
+    return label
 
 
 def _keep_top_persons(data: np.ndarray, num_person_out: int) -> np.ndarray:
@@ -150,9 +167,11 @@ def load_clip(
 
     Raises:
       FileNotFoundError: if the file is missing.
-      ValueError: naming the file and frame on invalid JSON, missing keys, a pose
-        that is not 36 numbers or a score that is not 18, NaN, a frame index
-        below 1, or a clip with no skeleton in its first ``num_frames`` frames.
+      ValueError: naming the file and frame on invalid JSON, missing keys, a
+        negative or non-integer ``label_index``, a pose that is not 36 numbers or
+        a score that is not 18 (booleans and strings are not numbers), NaN or a
+        value beyond float32, a frame index below 1, or a clip with no skeleton
+        in its first ``num_frames`` frames.
     """
     if num_frames < 1 or not 1 <= num_person_out <= num_person_in:
         raise ValueError(
@@ -162,7 +181,7 @@ def load_clip(
     path = Path(path)
     clip = _read_json(path, "Kinetics-skeleton clip")
     _require(str(path), clip, ("data", "label_index"))
-    label_index = _int_field(f"{path}: label_index", clip["label_index"])
+    label_index = _label_field(f"{path}: label_index", clip["label_index"])
     if not isinstance(clip["data"], list):
         raise ValueError(f"{path}: 'data' must be a list of frames")
     data = np.zeros((NUM_CHANNELS, num_frames, NUM_JOINTS, num_person_in), dtype=np.float32)
@@ -191,12 +210,29 @@ def load_clip(
     return _keep_top_persons(data, num_person_out), label_index
 
 
-def _read_label_index(path: Path) -> dict:
+def read_label_index(path) -> dict:
+    """Reads and checks a label index ``{video_id: {"has_skeleton", "label", "label_index"}}``.
+
+    Raises:
+      FileNotFoundError: if the file is missing.
+      ValueError: naming the file and video id on invalid JSON, a missing key, a
+        ``has_skeleton`` that is not a boolean, a ``label_index`` that is not an
+        integer >= 0, or a ``label`` that is not a string.
+    """
+    path = Path(path)
     index = _read_json(path, "label index")
     if not isinstance(index, dict):
         raise ValueError(f"{path}: expected a JSON object mapping video ids to labels")
     for video_id, entry in index.items():
-        _require(f"{path}: {video_id!r}", entry, ("has_skeleton", "label_index"))
+        where = f"{path}: {video_id!r}"
+        _require(where, entry, ("has_skeleton", "label_index"))
+        if not isinstance(entry["has_skeleton"], bool):
+            raise ValueError(
+                f"{where}: has_skeleton must be true or false, got {entry['has_skeleton']!r}"
+            )
+        _label_field(f"{where}: label_index", entry["label_index"])
+        if "label" in entry and not isinstance(entry["label"], str):
+            raise ValueError(f"{where}: label must be a string, got {entry['label']!r}")
     return index
 
 
@@ -211,13 +247,14 @@ def iter_kinetics_dir(
 
     Raises:
       ValueError: if a clip is absent from the label index or its
-        ``label_index`` disagrees with it.
+        ``label_index`` disagrees with it, or as :func:`read_label_index` and
+        :func:`load_clip` do.
     """
     clips_dir = Path(clips_dir)
     label_index_path = Path(label_index_path)
     if not clips_dir.is_dir():
         raise FileNotFoundError(f"Kinetics-skeleton clip directory not found: {clips_dir}")
-    index = _read_label_index(label_index_path)
+    index = read_label_index(label_index_path)
     for path in sorted(clips_dir.glob("*.json")):
         if path.stem not in index:
             raise ValueError(f"{path}: video id {path.stem!r} is not in {label_index_path}")
@@ -272,8 +309,12 @@ def save_npy_split(data_npy, label_json, data, labels, sample_names: Sequence[st
     labels = np.asarray(labels)
     names = [str(n) for n in sample_names]
     _check_split(str(data_npy), data, labels, names)
-    np.save(data_npy, data)
-    Path(label_json).write_text(json.dumps({"sample_name": names, "label": labels.tolist()}))
+    if not str(data_npy).endswith(".npy"):  # np.save's own rule for a name
+        data_npy = f"{data_npy}.npy"
+    with atomic_path(data_npy) as tmp, open(tmp, "wb") as f:
+        np.save(f, data)
+    with atomic_path(label_json) as tmp:
+        tmp.write_text(json.dumps({"sample_name": names, "label": labels.tolist()}))
 
 
 def _read_labels(path: Path, trust_pickle: bool) -> tuple[list[str], np.ndarray]:
@@ -286,8 +327,11 @@ def _read_labels(path: Path, trust_pickle: bool) -> tuple[list[str], np.ndarray]
             )
         if not path.is_file():
             raise FileNotFoundError(f"label file not found: {path}")
-        with path.open("rb") as f:
-            content = pickle.load(f)
+        try:
+            with path.open("rb") as f:
+                content = pickle.load(f)
+        except Exception as err:  # unpickling raises many types on a corrupt file
+            raise ValueError(f"{path}: not a readable pickle ({err!r})") from err
         if not (isinstance(content, tuple | list) and len(content) == 2):
             raise ValueError(f"{path}: expected a pickled (sample_names, labels) pair")
         names, labels = content
@@ -295,7 +339,50 @@ def _read_labels(path: Path, trust_pickle: bool) -> tuple[list[str], np.ndarray]
         content = _read_json(path, "label file")
         _require(str(path), content, ("sample_name", "label"))
         names, labels = content["sample_name"], content["label"]
-    return [str(n) for n in names], np.asarray(labels)
+        # JSON true/false would pass np.asarray as 1/0 when mixed with integers.
+        if not isinstance(labels, list):
+            raise ValueError(f"{path}: 'label' must be a list, got {type(labels).__name__}")
+        if not all(type(v) is int for v in labels):
+            bad = next(v for v in labels if type(v) is not int)
+            raise ValueError(f"{path}: 'label' must hold integers, got {bad!r}")
+    return _check_labels(path, names, labels)
+
+
+def _check_labels(path: Path, names, labels) -> tuple[list[str], np.ndarray]:
+    """Sample names (unique strings) and labels ((N,) int64, >= 0) of a label file."""
+    if isinstance(names, str | bytes) or not isinstance(names, list | tuple | np.ndarray):
+        raise ValueError(f"{path}: sample names must be a list, got {type(names).__name__}")
+    if not all(isinstance(n, str) for n in names):
+        bad = next(n for n in names if not isinstance(n, str))
+        raise ValueError(f"{path}: sample names must be strings, got {bad!r}")
+    names = [str(n) for n in names]
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{path}: sample name {name!r} appears more than once")
+            seen.add(name)
+    labels = np.asarray(labels)
+    if labels.ndim == 1 and labels.size == 0:
+        labels = labels.astype(np.int64)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path}: labels must be a 1-D integer array, got dtype {labels.dtype}, "
+            f"shape {labels.shape}"
+        )
+    if len(labels) != len(names):
+        raise ValueError(f"{path}: {len(names)} sample names for {len(labels)} labels")
+    as_int64 = labels.astype(np.int64)
+    if not np.array_equal(as_int64, labels):
+        raise ValueError(f"{path}: labels beyond the int64 range")
+    negative = np.flatnonzero(as_int64 < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise ValueError(
+            f"{path}: label {as_int64[i]} of sample {names[i]!r} is negative "
+            f"({negative.size} negative labels); class indices start at 0"
+        )
+    return names, as_int64
 
 
 def load_npy_split(
@@ -310,6 +397,12 @@ def load_npy_split(
 
     Returns:
       ``(data, labels, sample_names)``: (N, 3, T, 18, M) float32 memmap, (N,) int64.
+
+    Raises:
+      FileNotFoundError: if a file is missing.
+      ValueError: naming the file on data that is not float32 or is empty, a
+        wrong shape, NaN or infinite values, labels that are not integers >= 0,
+        sample names that are not unique strings, or counts that disagree.
     """
     data_npy = Path(data_npy)
     if not data_npy.is_file():
@@ -318,14 +411,22 @@ def load_npy_split(
         data = np.load(data_npy, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
         raise ValueError(f"{data_npy}: not a plain numeric .npy file ({err})") from err
+    # float32 is what callers get and what ST-GCN writes: a float64 file would come
+    # back float64 (and values past float32's range turn inf once cast), a bool or
+    # string file as non-numbers.
+    if data.dtype.kind != "f" or data.dtype.itemsize != 4:
+        hint = " (np.load(path).astype(np.float32) converts it)" * (data.dtype.kind in "fiu")
+        raise ValueError(f"{data_npy}: data must be float32, got {data.dtype}{hint}")
     names, labels = _read_labels(Path(label_path), trust_pickle)
     _check_split(str(data_npy), data, labels, names)
+    if data.size == 0:
+        raise ValueError(f"{data_npy}: no data (shape {data.shape})")
     if check_finite:
         chunk = 256
         for start in range(0, data.shape[0], chunk):
             if not np.all(np.isfinite(data[start : start + chunk])):
                 raise ValueError(f"{data_npy}: NaN or infinite values near sample {start}")
-    return data, labels.astype(np.int64), names
+    return data, labels, names
 
 
 # -- chirality ---------------------------------------------------------------------------

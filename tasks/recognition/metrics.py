@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from chiral_tasks.common.results import save_png
+
 
 def _check_labels(labels, num_classes: int, name: str = "labels") -> np.ndarray:
     labels = np.asarray(labels)
@@ -92,4 +94,4 @@ def plot_confusion(path, matrix, class_names: Sequence[str], *, max_named: int =
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    save_png(fig, path)

@@ -38,6 +38,7 @@ import numpy as np
 
 from chiral_jax.skeletons import OPENPOSE_18
 from chiral_tasks.common.camera import look_at, project_to_2d, world_to_camera
+from chiral_tasks.common.files import atomic_path, refuse_existing
 from chiral_tasks.common.motion import ACTIONS, make_subjects, simulate, to_skeleton
 from chiral_tasks.recognition.kinetics import (
     load_kinetics_dir,
@@ -208,27 +209,53 @@ def _split_subjects(config: SynthConfig) -> dict[str, list]:
     return {"train": subjects[val:], "val": subjects[:val]}
 
 
-def generate(out_dir, config: SynthConfig = SynthConfig()) -> dict[str, int]:
+def _num_clips(config: SynthConfig, split: str) -> int:
+    """Clips of ``split`` with a person (all classes); the empty clip comes on top."""
+    per_class = config.val_clips if split == "val" else config.clips_per_class - config.val_clips
+    return per_class * len(config.classes)
+
+
+def output_paths(out_dir, config: SynthConfig) -> list[Path]:
+    """Every file :func:`generate` writes into ``out_dir``, in the order it writes them."""
+    out = Path(out_dir)
+    paths = [out / "label_name.txt"]
+    for split in SPLITS:
+        ids = [f"{split}_{i:05d}" for i in range(_num_clips(config, split))] + [f"{split}_empty"]
+        paths += [out / f"kinetics_{split}" / f"{video_id}.json" for video_id in ids]
+        paths += [out / f"kinetics_{split}_label.json", out / f"{split}_data.npy"]
+        paths += [out / f"{split}_label.json"]
+    return paths
+
+
+def generate(
+    out_dir, config: SynthConfig = SynthConfig(), *, overwrite: bool = False
+) -> dict[str, int]:
     """Writes the dataset (both formats, both splits) into ``out_dir``.
 
     Deterministic in ``config`` (clip ``i`` of a split draws from
-    ``default_rng((seed, split, i))``).
+    ``default_rng((seed, split, i))``). Each file is written atomically; other
+    files in ``out_dir`` are never touched (but the read-back that makes the
+    ``.npy`` split takes every ``*.json`` of ``kinetics_<split>/``, so extra clips
+    there must be in the label index).
 
     Returns:
       the number of usable clips per split.
+
+    Raises:
+      FileExistsError: if a file of :func:`output_paths` exists and ``overwrite``
+        is False; checked before anything is generated or written.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "label_name.txt").write_text("".join(f"{c}\n" for c in config.classes))
+    if not overwrite:
+        refuse_existing(out, output_paths(out, config))
+    with atomic_path(out / "label_name.txt") as tmp:
+        tmp.write_text("".join(f"{c}\n" for c in config.classes))
     subjects = _split_subjects(config)
     counts = {}
     for s, split in enumerate(SPLITS):
-        val = config.val_clips
-        per_class = val if split == "val" else config.clips_per_class - val
         clips_dir = out / f"kinetics_{split}"
-        clips_dir.mkdir(exist_ok=True)
         index = {}
-        for i in range(per_class * len(config.classes)):
+        for i in range(_num_clips(config, split)):
             label = i % len(config.classes)
             rng = np.random.default_rng((config.seed, s, i))
             frames = make_clip(config.classes[label], subjects[split], rng, config)

@@ -1,8 +1,8 @@
 """Training and evaluating the skeleton classifiers, and the plain-vs-chiral experiment.
 
-A training run writes into its folder ``run.json`` (model and training settings,
-class names), ``checkpoints/`` (the shared trainer's, resumable) and, once
-evaluated, ``results.json`` and ``confusion.png``.
+A training run (:mod:`chiral_tasks.common.run`) writes into its folder ``run.json``
+(model and training settings, class names), ``checkpoints/`` (the shared trainer's,
+resumable) and, once evaluated, ``results.json`` and ``confusion.png``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import optax
 
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.distributed import process_shard
-from chiral_tasks.common.results import write_results
+from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE, Run
 from chiral_tasks.common.train import TrainConfig, Trainer, predict
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.data import Split
@@ -80,34 +80,21 @@ def train(
     model_config: ModelConfig,
     config: TrainConfig,
     augment: Augment,
-    out,
     *,
-    class_names: Sequence[str],
     resume: bool = False,
     max_steps: int | None = None,
 ) -> tuple[SkeletonClassifier, list[dict]]:
     """Trains a classifier on ``split``; checkpoints under ``config.checkpoint_dir``.
 
-    Writes ``out/run.json`` (what :func:`load_run` needs to rebuild the model).
-
     Returns:
       the trained model (evaluation mode) and the per-epoch history.
     """
     labels = np.asarray(split.labels)
-    if labels.size and labels.max() >= model_config.num_classes:
+    if labels.size and not 0 <= labels.min() <= labels.max() < model_config.num_classes:
         raise ValueError(
-            f"labels reach {labels.max()} but the model has {model_config.num_classes} classes"
+            f"labels span [{labels.min()}, {labels.max()}] but the model has "
+            f"{model_config.num_classes} classes"
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = {
-        "model": dataclasses.asdict(model_config),
-        "train": dataclasses.asdict(config),
-        "augment": dataclasses.asdict(augment),
-        "class_names": list(class_names),
-        "train_clips": len(labels),
-    }
-    (out / "run.json").write_text(json.dumps(run, indent=2))
     batcher = Batcher(
         {"data": split.data, "label": labels},
         config.batch_size,
@@ -126,14 +113,19 @@ def train(
 
 
 def load_run(run_dir) -> tuple[SkeletonClassifier, dict]:
-    """The latest checkpointed model of a training run, and its ``run.json``."""
+    """The latest checkpointed model of a training run, and its run config."""
     run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
+    run_file = run_dir / RUN_FILE
     if not run_file.is_file():
-        raise FileNotFoundError(f"{run_file} not found: is {run_dir} a training run folder?")
-    run = json.loads(run_file.read_text())
-    model_config = ModelConfig(**run["model"])
-    config = TrainConfig(**{**run["train"], "checkpoint_dir": str(run_dir / "checkpoints")})
+        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a recognition run folder")
+    try:
+        run = json.loads(run_file.read_text())["config"]
+        model_config = ModelConfig(**run["model"])
+        config = TrainConfig(
+            **run["train"], checkpoint_dir=str(run_dir / CHECKPOINTS), progress=False
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{run_file}: not a recognition run record ({err})") from err
     trainer = Trainer(build(model_config, config.seed), loss_fn, config, 1, resume=True)
     try:
         return trainer.model(), run
@@ -187,34 +179,24 @@ def describe_mirror_check(name: str, results: dict) -> str:
 
 
 def train_and_evaluate(
+    run: Run,
     train_split: Split,
     val_split: Split,
     model_config: ModelConfig,
     config: TrainConfig,
     augment: Augment,
-    out,
     *,
     class_names: Sequence[str],
-    resume: bool = False,
     max_steps: int | None = None,
 ) -> dict:
-    """:func:`train`, then :func:`evaluate` on ``val_split``; writes ``out/results.json``."""
-    out = Path(out)
+    """:func:`train` in ``run`` (resuming per ``run.resume``), then :func:`evaluate` on
+    ``val_split`` with ``confusion.png`` in the run folder; returns the results."""
     model, history = train(
-        train_split,
-        model_config,
-        config,
-        augment,
-        out,
-        class_names=class_names,
-        resume=resume,
-        max_steps=max_steps,
+        train_split, model_config, config, augment, resume=run.resume, max_steps=max_steps
     )
     results = evaluate(
         model, val_split, class_names, batch_size=config.batch_size,
-        confusion_png=out / "confusion.png",
+        confusion_png=run.folder / "confusion.png",
     )  # fmt: skip
-    results = {"model": "chiral" if model_config.chiral else "plain", "seed": config.seed,
-               **results, "history": history}  # fmt: skip
-    write_results(out / "results.json", results)
-    return results
+    model_name = "chiral" if model_config.chiral else "plain"
+    return {"model": model_name, **results, "history": history, "outputs": ["confusion.png"]}

@@ -325,7 +325,10 @@ def test_chiral_dispatches_to_a_registered_task(monkeypatch, tmp_path):
 
 def test_chiral_help_exits_zero_and_lists_the_tasks():
     done = subprocess.run(
-        [sys.executable, "-m", "chiral_tasks", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "chiral_tasks", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     for name in ("lifting", "forecasting", "recognition"):

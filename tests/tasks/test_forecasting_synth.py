@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _files import modes, snapshot, umask
 
 from chiral_tasks.forecasting import penn, synth
 
@@ -97,3 +98,46 @@ def test_bad_config_is_refused():
         synth.SynthConfig(min_frames=50, max_frames=40)
     with pytest.raises(ValueError, match="test_fraction"):
         synth.SynthConfig(test_fraction=1.5)
+
+
+TINY = synth.SynthConfig(num_videos=3, min_frames=5, max_frames=8)
+
+
+def test_generate_refuses_existing_label_files_before_any_work(tmp_path, monkeypatch):
+    for name in ("0002.mat", "0003.mat"):
+        (tmp_path / name).write_bytes(b"real Penn Action labels")
+    (tmp_path / "README").write_text("unrelated")
+    before = snapshot(tmp_path)
+
+    def no_generation(*args):
+        raise AssertionError("generated before checking the folder")
+
+    monkeypatch.setattr(synth, "synth_video", no_generation)
+    with pytest.raises(FileExistsError) as err:
+        synth.generate(tmp_path, TINY)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path}: already holds 0002.mat (and 1 more file")
+    assert "--overwrite" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_generate_leaves_other_files_alone(tmp_path):
+    (tmp_path / "0004.mat").write_bytes(b"not one of the three")
+    (tmp_path / "README").write_text("unrelated")
+    before = snapshot(tmp_path)
+    with umask(0o022):
+        paths = synth.generate(tmp_path, TINY)
+    after = snapshot(tmp_path)
+    assert {k: after[k] for k in before} == before
+    assert set(after) == set(before) | {p.name for p in paths}  # no temporaries
+    assert modes(paths) == {0o644}
+
+
+def test_generate_overwrite_replaces_its_files(tmp_path):
+    (tmp_path / "0001.mat").write_bytes(b"stale")
+    with umask(0o022):
+        paths = synth.generate(tmp_path, TINY, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001.mat", "0002.mat", "0003.mat"]
+    train, test = penn.load_penn_action(tmp_path)
+    assert len(train) + len(test) == 3
+    assert modes(paths) == {0o644}

@@ -8,6 +8,7 @@ import pytest
 
 from chiral_jax.skeletons import OPENPOSE_18
 from chiral_tasks.recognition import kinetics
+from chiral_tasks.recognition.data import class_names
 from chiral_tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
 
 
@@ -115,6 +116,16 @@ def _write_raw(path, frame_changes=None, **clip_changes):
         ({"frame_index": 0}, {}, "frame_index must be >= 1"),
         ({"skeleton": []}, {}, "no skeleton in the first 300 frames"),
         ({}, {"label_index": "3"}, "label_index: expected an integer"),
+        ({}, {"label_index": -1}, "label_index: must be >= 0, got -1"),
+        ({}, {"label_index": True}, "label_index: expected an integer"),
+        # Finite in float64, inf once cast to the float32 the clip is returned in.
+        ({"pose": [1e300] * 36}, {}, "pose: values beyond the float32 range"),
+        ({"score": [0.5] * 17 + [-1e39]}, {}, "score: values beyond the float32 range"),
+        ({"pose": [10**400] * 36}, {}, "pose: value out of range"),
+        ({"pose": [True] * 36}, {}, "pose: expected numbers, got True"),
+        ({"score": [0.5] * 17 + [False]}, {}, "score: expected numbers, got False"),
+        ({"score": ["0.5"] * 18}, {}, "score: expected numbers, got '0.5'"),
+        ({"pose": [[0.5]] * 36}, {}, "pose: expected numbers, got \\[0.5\\]"),
     ],
 )
 def test_invalid_clip_raises_naming_file(tmp_path, frame_changes, clip_changes, message):
@@ -176,6 +187,36 @@ def test_load_kinetics_dir_label_disagreements(tmp_path):
         kinetics.load_kinetics_dir(clips, tmp_path / "index.json")
 
 
+def test_negative_label_in_label_index_raises(tmp_path):
+    clips, index = _make_dir(tmp_path)
+    # Clip and index agree on -1: still not a class.
+    rng = np.random.default_rng(8)
+    kinetics.write_clip_json(clips / "vid_a.json", _frames(rng, 3), "class0", -1)
+    index["vid_a"]["label_index"] = -1
+    kinetics.write_label_index(tmp_path / "index.json", index)
+    with pytest.raises(ValueError, match="index.json: 'vid_a': label_index: must be >= 0"):
+        kinetics.load_kinetics_dir(clips, tmp_path / "index.json")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"label_index": -3}, "label_index: must be >= 0, got -3"),
+        ({"label_index": 1.0}, "label_index: expected an integer"),
+        ({"has_skeleton": "false"}, "has_skeleton must be true or false, got 'false'"),
+        ({"has_skeleton": 0}, "has_skeleton must be true or false"),
+        ({"label": 3}, "label must be a string"),
+    ],
+)
+def test_malformed_label_index_raises_naming_file(tmp_path, change, message):
+    clips, index = _make_dir(tmp_path)
+    raw = {video_id: dict(entry) for video_id, entry in index.items()}
+    raw["vid_c"].update(change)  # vid_c has no skeleton: its entry is checked all the same
+    (tmp_path / "index.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=f"index.json: 'vid_c': {message}"):
+        kinetics.load_kinetics_dir(clips, tmp_path / "index.json")
+
+
 def test_write_label_index_requires_fields(tmp_path):
     with pytest.raises(ValueError, match="lacks \\['has_skeleton'\\]"):
         kinetics.write_label_index(tmp_path / "i.json", {"v": {"label": "a", "label_index": 0}})
@@ -210,6 +251,69 @@ def test_npy_split_validation(tmp_path):
         kinetics.load_npy_split(tmp_path / "d.npy", tmp_path / "l.json")
 
 
+def _split_files(tmp_path, data=None, **label_json):
+    data = np.zeros((2, 3, 4, 18, 2), dtype=np.float32) if data is None else data
+    np.save(tmp_path / "d.npy", data)
+    labels = {"sample_name": ["a", "b"], "label": [0, 1], **label_json}
+    (tmp_path / "l.json").write_text(json.dumps(labels))
+    return tmp_path / "d.npy", tmp_path / "l.json"
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ({"label": [0, -1]}, "l.json: label -1 of sample 'b' is negative"),
+        ({"label": [0, True]}, "l.json: 'label' must hold integers, got True"),
+        ({"label": [0, 1.0]}, "l.json: 'label' must hold integers, got 1.0"),
+        ({"label": {"a": 0, "b": 1}}, "l.json: 'label' must be a list"),
+        ({"sample_name": "ab"}, "l.json: sample names must be a list, got str"),
+        ({"sample_name": ["a", 2]}, "l.json: sample names must be strings, got 2"),
+        ({"sample_name": ["a", "a"]}, "l.json: sample name 'a' appears more than once"),
+        ({"sample_name": ["a"]}, "l.json: 1 sample names for 2 labels"),
+    ],
+)
+def test_bad_split_labels_raise_naming_label_file(tmp_path, labels, message):
+    data_npy, label_json = _split_files(tmp_path, **labels)
+    with pytest.raises(ValueError, match=message):
+        kinetics.load_npy_split(data_npy, label_json)
+
+
+def test_bad_split_data_raises_naming_data_file(tmp_path):
+    # 1e300 is finite in float64 and inf in float32, the dtype callers get.
+    data = np.zeros((2, 3, 4, 18, 2))
+    data[1, 0, 2, 5, 0] = 1e300
+    data_npy, label_json = _split_files(tmp_path, data)
+    with pytest.raises(ValueError, match="d.npy: data must be float32, got float64"):
+        kinetics.load_npy_split(data_npy, label_json)
+    for bad in (np.zeros((2, 3, 4, 18, 2), bool), np.full((2, 3, 4, 18, 2), "x")):
+        data_npy, label_json = _split_files(tmp_path, bad)
+        with pytest.raises(ValueError, match="d.npy: data must be float32, got (bool|<U1)$"):
+            kinetics.load_npy_split(data_npy, label_json)
+    data_npy, label_json = _split_files(tmp_path, np.zeros((2, 3, 0, 18, 2), np.float32))
+    with pytest.raises(ValueError, match=r"d.npy: no data \(shape \(2, 3, 0, 18, 2\)\)"):
+        kinetics.load_npy_split(data_npy, label_json)
+    empty = np.zeros((0, 3, 4, 18, 2), np.float32)
+    data_npy, label_json = _split_files(tmp_path, empty, sample_name=[], label=[])
+    with pytest.raises(ValueError, match="d.npy: no data"):
+        kinetics.load_npy_split(data_npy, label_json)
+
+
+def test_bad_pickled_labels_raise_naming_file(tmp_path):
+    np.save(tmp_path / "train_data.npy", np.zeros((2, 3, 4, 18, 2), dtype=np.float32))
+    label_pkl = tmp_path / "train_label.pkl"
+    with open(label_pkl, "wb") as f:
+        pickle.dump((["s0", "s1"], [7, -1]), f)
+    with pytest.raises(ValueError, match="train_label.pkl: label -1 of sample 's1' is negative"):
+        kinetics.load_npy_split(tmp_path / "train_data.npy", label_pkl, trust_pickle=True)
+    with open(label_pkl, "wb") as f:
+        pickle.dump((["s0", "s0"], np.array([7, 3])), f)
+    with pytest.raises(ValueError, match="train_label.pkl: sample name 's0' appears more"):
+        kinetics.load_npy_split(tmp_path / "train_data.npy", label_pkl, trust_pickle=True)
+    label_pkl.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ValueError, match="train_label.pkl: not a readable pickle"):
+        kinetics.load_npy_split(tmp_path / "train_data.npy", label_pkl, trust_pickle=True)
+
+
 def test_pickle_labels_need_trust(tmp_path):
     data = np.zeros((2, 3, 4, 18, 2), dtype=np.float32)
     np.save(tmp_path / "train_data.npy", data)
@@ -222,6 +326,40 @@ def test_pickle_labels_need_trust(tmp_path):
     )
     np.testing.assert_array_equal(labels, [7, 3])
     assert names == ["s0", "s1"]
+
+
+def _index_entry(label, label_index):
+    return {"has_skeleton": True, "label": label, "label_index": label_index}
+
+
+def test_class_names_from_label_indices(tmp_path):
+    kinetics.write_label_index(
+        tmp_path / "kinetics_train_label.json", {"v1": _index_entry("run", 2)}
+    )
+    kinetics.write_label_index(tmp_path / "kinetics_val_label.json", {"v2": _index_entry("hop", 0)})
+    assert class_names(tmp_path, 2) == ["hop", "class 1", "run"]
+    (tmp_path / "kinetics_val_label.json").write_text(json.dumps({"v2": _index_entry("hop", -1)}))
+    with pytest.raises(
+        ValueError, match="kinetics_val_label.json: 'v2': label_index: must be >= 0"
+    ):
+        class_names(tmp_path, 2)
+    (tmp_path / "kinetics_val_label.json").write_text("{not json")
+    with pytest.raises(ValueError, match="kinetics_val_label.json: not valid JSON"):
+        class_names(tmp_path, 2)
+    kinetics.write_label_index(tmp_path / "kinetics_val_label.json", {"v2": _index_entry("hop", 2)})
+    with pytest.raises(ValueError, match="kinetics_val_label.json: 'v2' names class 2 'hop', but"):
+        class_names(tmp_path, 2)
+
+
+def test_class_names_file(tmp_path):
+    names_file = tmp_path / "label_name.txt"
+    names_file.write_text("hop\nrun\nskip\n\n")  # trailing blank lines are fine
+    assert class_names(tmp_path, 3) == ["hop", "run", "skip"]
+    with pytest.raises(ValueError, match="label_name.txt names 3 classes but the labels need 4"):
+        class_names(tmp_path, 4)
+    names_file.write_text("hop\n\nrun\nskip\n")  # "run" would become class 2
+    with pytest.raises(ValueError, match="label_name.txt: line 2 is blank"):
+        class_names(tmp_path, 3)
 
 
 def test_mirror_clip():

@@ -9,6 +9,8 @@ from scipy.spatial.transform import Rotation
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15, MPII_16, Skeleton
 from chiral_tasks.common.camera import make_cameras, normalize_screen_coordinates
 from chiral_tasks.lifting import formats as fmt
+from chiral_tasks.lifting.cameras import load_cameras_json, save_cameras_json
+from chiral_tasks.lifting.data import load_dataset
 
 H36M_METADATA = {
     "layout_name": "h36m",
@@ -117,6 +119,24 @@ def test_bad_2d_metadata_raises(tmp_path, metadata, message):
     with pytest.raises(fmt.LiftingFormatError, match=message) as info:
         fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
     assert str(path_2d) in str(info.value)
+
+
+def test_official_values_beyond_float32_raise(tmp_path):
+    # 1e300 is finite in the file's float64 and inf in the float32 the loaders return.
+    path = tmp_path / "data_3d_h36m.npz"
+    big = np.zeros((5, 32, 3))
+    big[2, 4, 1] = 1e300
+    np.savez_compressed(path, positions_3d={"S9": {"Eating": big}})
+    with pytest.raises(fmt.LiftingFormatError, match="'S9', action 'Eating': holds NaN or inf"):
+        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    views = [np.full((5, 17, 2), -1e40)]
+    np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
+    with pytest.raises(fmt.LiftingFormatError, match="'Eating', camera 0: holds NaN or inf"):
+        fmt.load_videopose3d_2d(path, trust_pickle=True)
+    views = [np.ones((5, 17, 2), dtype=bool)]
+    np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
+    with pytest.raises(fmt.LiftingFormatError, match="camera 0: expected numbers, got dtype bool"):
+        fmt.load_videopose3d_2d(path, trust_pickle=True)
 
 
 def test_malformed_official_arrays_raise_naming_the_sequence(tmp_path):
@@ -330,6 +350,54 @@ def _set(meta, keys, value):
             "camera 2: .*lacks keys \\['radial'\\]",
         ),
         (lambda a: {**a, "S1/Extra/positions_3d": np.zeros(3)}, "arrays not described"),
+        # Values past float32's range (finite in the stored float64) and non-numbers.
+        (
+            lambda a: {**a, "S1/Walking/positions_3d": np.full((10, 17, 3), 1e300)},
+            "'Walking', positions_3d: 510 NaN/inf values",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/0/focal_length": np.array([1e300, 1e300])},
+            "camera 0: focal_length holds NaN, infinite or beyond-float32 values",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/3/translation": np.array([1e39, 0.0, 0.0])},
+            "camera 3: translation holds NaN, infinite or beyond-float32 values",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/1/center": np.array(["500", "500"])},
+            "camera 1: center must hold numbers, got dtype <U3",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/1/radial": np.array([True, False, True])},
+            "camera 1: radial must hold numbers, got dtype bool",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/0/res_w": np.array(1000.7)},
+            "camera 0: res_w must be a whole number of pixels, got 1000.7",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/0/res_h": np.array("1002")},
+            "camera 0: res_h must hold numbers",
+        ),
+        (
+            lambda a: {**a, "S1/cameras/0/id": np.array(["54138969", "x"])},
+            "camera 0: id must be a string",
+        ),
+        (lambda a: _edit_meta(a, lambda m: _set(m, ["fps"], "50")), "'fps' must be a number"),
+        (lambda a: _edit_meta(a, lambda m: _set(m, ["fps"], True)), "'fps' must be a number"),
+        (lambda a: _edit_meta(a, lambda m: _set(m, ["dataset"], 7)), "'dataset' must be a string"),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["subjects", "S1", "num_cameras"], True)),
+            "subject 'S1': num_cameras must be a positive integer",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton", "parents", 1], 0.5)),
+            "skeleton parents must be a list of joint indices",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton", "joint_names"], "x" * 17)),
+            "skeleton joint_names must be a list of strings",
+        ),
         (lambda a: {**a, "S1/Walking/positions_3d": np.array({"a": 1})}, "unreadable array"),
     ],
 )
@@ -340,6 +408,69 @@ def test_malformed_files_raise(ours, mutate, message):
     with pytest.raises(fmt.LiftingFormatError, match=message) as info:
         fmt.load_npz(path)
     assert str(path) in str(info.value)
+
+
+def test_one_recording_read_by_two_subjects_raises(tmp_path):
+    # Subject "A" with action "B/C" and subject "A/B" with action "C" share array names.
+    rec = fmt.Recording(np.ones((2, 17, 3)), (np.ones((2, 17, 2)),))
+    dataset = fmt.LiftingDataset("h36m", 50.0, H36M_17, {"A": fmt.SubjectData({"B/C": rec})})
+    path = tmp_path / "twice.npz"
+    fmt.save_npz(dataset, path)
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    meta = json.loads(arrays["meta_json"].item())
+    meta["subjects"]["A/B"] = {"num_cameras": 1, "camera_ids": None, "actions": {"C": 2}}
+    with open(path, "wb") as f:
+        np.savez(f, **{**arrays, "meta_json": np.array(json.dumps(meta))})
+    with pytest.raises(fmt.LiftingFormatError, match="twice.npz: subject 'A/B' reads arrays"):
+        fmt.load_npz(path)
+
+
+def _cameras_json(tmp_path, **changes):
+    path = tmp_path / "cameras.json"
+    save_cameras_json({"S1": make_cameras(seed=1)}, path)
+    data = json.loads(path.read_text())
+    data["S1"][1].update(changes)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"focal_length": [1e300, 1e300]}, "focal_length holds NaN, infinite or beyond-float32"),
+        ({"translation": [1.0, -1e39, 2.0]}, "translation holds NaN, infinite or beyond-float32"),
+        ({"radial": [10**400, 0, 0]}, "radial: value out of range"),
+        ({"center": ["500", "500"]}, "center must hold numbers, got \\['500', '500'\\]"),
+        ({"tangential": [True, 0.0]}, "tangential must hold numbers"),
+        ({"res_w": 1000.5}, "res_w must be a whole number of pixels, got 1000.5"),
+        ({"res_h": "1000"}, "res_h must hold numbers, got '1000'"),
+        ({"res_h": True}, "res_h must hold numbers, got True"),
+        ({"id": 55011271}, "id must be a string, got 55011271"),
+    ],
+)
+def test_cameras_json_refuses_bad_values(tmp_path, changes, message):
+    path = _cameras_json(tmp_path, **changes)
+    with pytest.raises(ValueError, match=f"cameras.json: subject 'S1', camera 1: {message}"):
+        load_cameras_json(path)
+
+
+def test_cameras_json_round_trip_accepts_whole_float_sizes(tmp_path):
+    path = _cameras_json(tmp_path, res_w=1000.0)
+    camera = load_cameras_json(path)["S1"][1]
+    assert camera.res_w == 1000 and isinstance(camera.res_w, int)
+    np.testing.assert_array_equal(camera.focal_length, make_cameras(seed=1)[1].focal_length)
+
+
+def test_load_dataset_names_the_files_that_disagree(tmp_path):
+    path_3d, path_2d, _, _ = _official_h36m(tmp_path)
+    cameras = tmp_path / "cameras.json"
+    save_cameras_json({"S1": make_cameras(seed=1)[:3], "S11": make_cameras(seed=11)}, cameras)
+    with pytest.raises(
+        fmt.LiftingFormatError, match="subject 'S1': 3 cameras for 4 2D views"
+    ) as info:
+        load_dataset(path_3d, path_2d=path_2d, cameras=cameras, allow_pickle=True)
+    assert str(info.value).startswith(f"{path_3d} with {path_2d} and {cameras}: ")
 
 
 def test_missing_truncated_and_corrupt_archives_raise(ours, tmp_path):

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from _files import modes, snapshot, umask
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
-from chiral_tasks.lifting import formats
+from chiral_tasks.lifting import formats, synth
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
 from chiral_tasks.lifting.synth import (
@@ -163,3 +164,45 @@ def test_cameras_json_errors_name_the_camera(h36m, tmp_path):
         load_cameras_json(bad)
     with pytest.raises(FileNotFoundError):
         load_cameras_json(tmp_path / "missing.json")
+
+
+TINY_HUMANEVA = SynthConfig(dataset="humaneva15", frames=5, trials=1)
+
+
+def test_write_dataset_refuses_existing_files_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "data_3d_h36m.npz").write_bytes(b"the real Human3.6M poses")
+    (tmp_path / "notes.txt").write_text("unrelated")
+    before = snapshot(tmp_path)
+
+    def no_generation(config):
+        raise AssertionError("generated before checking the folder")
+
+    monkeypatch.setattr(synth, "generate_dataset", no_generation)
+    with pytest.raises(FileExistsError) as err:
+        write_dataset(SynthConfig(frames=5, trials=1), tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path}: already holds data_3d_h36m.npz")
+    assert "--overwrite" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_write_dataset_leaves_other_files_alone(tmp_path):
+    (tmp_path / "data_3d_h36m.npz").write_bytes(b"another dataset's file")
+    (tmp_path / "notes.txt").write_text("unrelated")
+    before = snapshot(tmp_path)
+    with umask(0o022):
+        paths = write_dataset(TINY_HUMANEVA, tmp_path)
+    after = snapshot(tmp_path)
+    assert {k: after[k] for k in before} == before
+    assert set(after) == set(before) | {p.name for p in paths.values()}  # no temporaries
+    assert modes(paths.values()) == {0o644}
+
+
+def test_write_dataset_overwrite_replaces_its_files(tmp_path):
+    (tmp_path / "cameras_humaneva15.json").write_text("stale")
+    (tmp_path / "humaneva15.npz").write_bytes(b"stale")
+    with umask(0o022):
+        paths = write_dataset(TINY_HUMANEVA, tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+    assert set(load_cameras_json(paths["cameras"])) == set(formats.load_npz(paths["ours"]).subjects)
+    assert modes(paths.values()) == {0o644}

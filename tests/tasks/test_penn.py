@@ -99,6 +99,22 @@ def _resave(path, **changes):
         ({"action": "juggling"}, "unknown action"),
         ({"bbox": np.zeros((20, 3))}, "'bbox'"),
         ({"visibility": np.full((20, 13), 2, dtype=np.uint8)}, "only 0 and 1"),
+        # Finite in float64 (the file's type), inf in the float32 the loader returns.
+        ({"x": np.full((20, 13), 1e300)}, "field 'x' holds values beyond the float32 range"),
+        ({"y": np.full((20, 13), -1e39)}, "field 'y' holds values beyond the float32 range"),
+        ({"bbox": np.full((20, 4), 1e300)}, "field 'bbox' holds values beyond the float32"),
+        # MATLAB logical and char arrays are not coordinates.
+        ({"x": np.ones((20, 13), dtype=bool)}, "field 'x' must hold numbers, got dtype bool"),
+        ({"bbox": np.ones((20, 4), dtype=bool)}, "field 'bbox' must hold numbers"),
+        ({"dimensions": "360 480 20"}, "field 'dimensions' must hold numbers"),
+        ({"train": np.array([[True]])}, "field 'train' must be a number"),
+        ({"dimensions": np.array([0.0, 480.0, 20.0])}, "must start with positive integers H, W"),
+        ({"dimensions": np.array([360.0, np.nan, 20.0])}, "must start with positive integers"),
+        ({"dimensions": np.array([360.5, 480.0, 20.0])}, "must start with positive integers"),
+        (
+            {"x": np.full((20, 13), 7.0), "y": np.full((20, 13), 7.0)},
+            "every joint of every frame lies on one point",
+        ),
     ],
 )
 def test_invalid_fields_raise_naming_file_and_field(tmp_path, changes, message):
@@ -137,6 +153,15 @@ def test_load_penn_action_splits_in_numeric_order(tmp_path):
     train, test = penn.load_penn_action(tmp_path)
     assert [v.name for v in train] == ["0001", "0010"]
     assert [v.name for v in test] == ["0002", "0003"]
+
+
+def test_load_penn_action_refuses_a_video_number_twice(tmp_path):
+    rng = np.random.default_rng(7)
+    _write(tmp_path / "0001.mat", rng, num_frames=4)
+    _write(tmp_path / "0002.mat", rng, num_frames=4)
+    _write(tmp_path / "2.mat", rng, num_frames=4)
+    with pytest.raises(ValueError, match="/2.mat: same video number as 0002.mat"):
+        penn.load_penn_action(tmp_path)
 
 
 def test_load_penn_action_missing_or_empty_dir(tmp_path):

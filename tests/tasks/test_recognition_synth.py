@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from _files import modes, snapshot, umask
 
+from chiral_tasks.recognition import synth
 from chiral_tasks.recognition.augment import Augment, crop, valid_length
 from chiral_tasks.recognition.data import class_names, load_split
 from chiral_tasks.recognition.kinetics import load_clip, load_kinetics_dir, load_npy_split
@@ -110,3 +112,55 @@ def test_bad_configs_are_refused():
         SynthConfig(clips_per_class=1)
     with pytest.raises(ValueError, match="window"):
         Augment(window=0)
+
+
+MINI = SynthConfig(
+    classes=("waving", "squat"), clips_per_class=2, val_fraction=0.5, min_frames=5, max_frames=8
+)
+
+
+def test_generate_refuses_existing_files_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "kinetics_train").mkdir()
+    (tmp_path / "kinetics_train" / "train_00001.json").write_text("{}")
+    (tmp_path / "kinetics_train" / "-3B32lodo2M.json").write_text("{}")  # a real clip's name
+    (tmp_path / "kinetics_val_label.json").write_text('{"real": "index"}')
+    (tmp_path / "train_label.pkl").write_bytes(b"unrelated")
+    before = snapshot(tmp_path)
+
+    def no_generation(*args):
+        raise AssertionError("generated before checking the folder")
+
+    monkeypatch.setattr(synth, "make_clip", no_generation)
+    with pytest.raises(FileExistsError) as err:
+        generate(tmp_path, MINI)
+    message = str(err.value)
+    assert message.startswith(
+        f"{tmp_path}: already holds kinetics_train/train_00001.json (and 1 more file "
+    )
+    assert "--overwrite" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_generate_leaves_other_files_alone(tmp_path):
+    (tmp_path / "train_label.pkl").write_bytes(b"ST-GCN's pickled labels")
+    (tmp_path / "README").write_text("unrelated")
+    before = snapshot(tmp_path)
+    with umask(0o022):
+        generate(tmp_path, MINI)
+    after = snapshot(tmp_path)
+    assert {k: after[k] for k in before} == before
+    written = synth.output_paths(tmp_path, MINI)
+    new = set(before) | {str(p.relative_to(tmp_path)) for p in written}
+    assert set(after) == new | {"kinetics_train", "kinetics_val"}  # no temporaries
+    assert modes(written) == {0o644}
+
+
+def test_generate_overwrite_replaces_its_files(tmp_path):
+    (tmp_path / "label_name.txt").write_text("stale\n")
+    (tmp_path / "val_data.npy").write_bytes(b"stale")
+    with umask(0o022):
+        counts = generate(tmp_path, MINI, overwrite=True)
+    assert (tmp_path / "label_name.txt").read_text() == "waving\nsquat\n"
+    data, labels, _ = load_npy_split(tmp_path / "val_data.npy", tmp_path / "val_label.json")
+    assert len(data) == len(labels) == counts["val"] == 2
+    assert modes(synth.output_paths(tmp_path, MINI)) == {0o644}
