@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,14 +27,6 @@ TASKS = {
 
 EXTRA_MODULES = ("orbax.checkpoint", "scipy", "matplotlib", "tqdm", "PIL")
 """What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Python next runs so training checkpoints as on Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
 
 
 def missing_extra() -> list[str]:
@@ -106,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     from chiral_tasks.common.cli import UsageError, maybe_initialize
+    from chiral_tasks.common.signals import Terminated, install
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    restore_signals = install()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -142,4 +134,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chiral: error: {prefix}{_one_line(err)}{hint}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals()

@@ -307,13 +307,37 @@ def _write_run_file(path: Path, config: Mapping[str, Any]) -> None:
 RunOne = Callable[[Run, Mapping[str, Any]], Mapping[str, Any]]
 
 
-def grid(seeds: Sequence[int], variants: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The cells of a seeds x variants experiment: ``{"<variant>_seed<k>": params}``."""
+def grid(
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    settings: Callable[[str], Mapping[str, Any]] = lambda variant: {},
+) -> dict[str, dict[str, Any]]:
+    """The cells of a seeds x variants experiment: ``{"<variant>_seed<k>": params}``.
+
+    A cell's params name its variant and seed, set the seed of its training config
+    (``train.seed``), and add ``settings(variant)`` (e.g. ``{"model": {"chiral": True}}``),
+    so each cell's run config is what ``train`` would record for the same model.
+    """
     if not seeds or not variants:
         raise ValueError("an experiment needs at least one seed and one variant")
     if len(set(seeds)) != len(seeds) or len(set(variants)) != len(variants):
         raise ValueError(f"seeds and variants must not repeat, got {list(seeds)}, {list(variants)}")
-    return {f"{v}_seed{s}": {"variant": v, "seed": s} for s in seeds for v in variants}
+    return {
+        f"{v}_seed{s}": merge({"variant": v, "seed": s, "train": {"seed": s}}, settings(v))
+        for s in seeds
+        for v in variants
+    }
+
+
+def merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def run_experiment(
@@ -331,7 +355,7 @@ def run_experiment(
       out: the experiment's folder.
       config: everything the cells share.
       cells: ``{name: params}``, e.g. :func:`grid`; a cell's run config is
-        ``{**config, **params}``.
+        ``merge(config, params)``.
       run_one: ``run_one(run, params) -> results`` trains and scores one cell
         (``run.resume`` says whether to continue its checkpoints) and returns its
         results, with an optional ``"outputs"`` list of files it wrote; the driver
@@ -355,7 +379,7 @@ def run_experiment(
         return top, {}
     results = {}
     for name, params in cells.items():
-        cell = open_run(top.folder / name, {**config, **params}, resume=resume)
+        cell = open_run(top.folder / name, merge(config, params), resume=resume)
         if cell.done:
             print(f"{name}: finished earlier, reusing {cell.folder}", flush=True)
             results[name] = cell.results

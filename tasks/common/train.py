@@ -41,7 +41,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from chiral_tasks.common import distributed
+from chiral_tasks.common import distributed, signals
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
 from chiral_tasks.common.data import Batcher
 
@@ -498,53 +498,56 @@ class Trainer:
         step = _step_on(self.mesh)
         batcher.restore(self._position or {"epoch": self.epoch, "batch": 0})
         show = self.config.progress and sys.stderr.isatty()
-        while self.epoch < self.config.epochs:
-            if max_steps is not None and self.step >= max_steps:
-                break
-            self._start_epoch()
-            started = time.perf_counter()
-            bar = tqdm(
-                total=len(batcher),
-                initial=batcher.batch,
-                desc=f"{self._label}epoch {self.epoch + 1}/{self.config.epochs}",
-                disable=not show,
-                leave=False,
-            )
-            with bar, self._checkpoint_on_interrupt():
-                for batch in batcher:
-                    batch = distributed.shard_batch(batch, self.mesh)
-                    traced = _TRACES[0]
-                    self._params, self._rest, self._opt_state, metrics = step(
-                        self._graphdef,
-                        *self._step_key,
-                        self._params,
-                        self._rest,
-                        self._opt_state,
-                        batch,
-                    )
-                    self.trace_count += _TRACES[0] - traced
-                    self.step += 1
-                    where = (
-                        f"step {self.step} (epoch {self.epoch + 1}, "
-                        f"batch {batcher.batch}/{len(batcher)})"
-                    )
-                    self._metrics.push(metrics, _batch_size(batch), where)
-                    self._position = batcher.state()
-                    bar.update()
-                    if self._metrics.last:
-                        bar.set_postfix(loss=f"{self._metrics.last['loss']:.4g}", refresh=False)
-                    if batcher.batch == len(batcher):
-                        break  # the epoch's end is handled below
-                    every = self.config.checkpoint_every
-                    if every is not None and self.step % every == 0:
-                        self._metrics.flush()
-                        self._save()
-                    if max_steps is not None and self.step >= max_steps:
-                        self._metrics.flush()
-                        self._save_unless_saved()
-                        return self.history
-            self._finish_epoch(batcher, eval_fn, time.perf_counter() - started)
-        return self.history
+        with signals.deferred(), self._checkpoint_on_interrupt():
+            while self.epoch < self.config.epochs:
+                if max_steps is not None and self.step >= max_steps:
+                    break
+                self._start_epoch()
+                started = time.perf_counter()
+                bar = tqdm(
+                    total=len(batcher),
+                    initial=batcher.batch,
+                    desc=f"{self._label}epoch {self.epoch + 1}/{self.config.epochs}",
+                    disable=not show,
+                    leave=False,
+                )
+                with bar:
+                    for batch in batcher:
+                        batch = distributed.shard_batch(batch, self.mesh)
+                        traced = _TRACES[0]
+                        self._params, self._rest, self._opt_state, metrics = step(
+                            self._graphdef,
+                            *self._step_key,
+                            self._params,
+                            self._rest,
+                            self._opt_state,
+                            batch,
+                        )
+                        self.trace_count += _TRACES[0] - traced
+                        self.step += 1
+                        where = (
+                            f"step {self.step} (epoch {self.epoch + 1}, "
+                            f"batch {batcher.batch}/{len(batcher)})"
+                        )
+                        self._metrics.push(metrics, _batch_size(batch), where)
+                        self._position = batcher.state()
+                        signals.check()  # a Ctrl-C or SIGTERM stops here, between steps
+                        bar.update()
+                        if self._metrics.last:
+                            bar.set_postfix(loss=f"{self._metrics.last['loss']:.4g}", refresh=False)
+                        if batcher.batch == len(batcher):
+                            break  # the epoch's end is handled below
+                        every = self.config.checkpoint_every
+                        if every is not None and self.step % every == 0:
+                            self._metrics.flush()
+                            self._save()
+                        if max_steps is not None and self.step >= max_steps:
+                            self._metrics.flush()
+                            self._save_unless_saved()
+                            return self.history
+                self._finish_epoch(batcher, eval_fn, time.perf_counter() - started)
+                signals.check()
+            return self.history
 
     @property
     def _label(self) -> str:
@@ -552,9 +555,9 @@ class Trainer:
 
     @contextlib.contextmanager
     def _checkpoint_on_interrupt(self):
-        """On Ctrl-C (or SIGTERM turned into KeyboardInterrupt by the caller), save the
-        last completed step before stopping, so a resume loses nothing; the exception
-        gains a note naming the saved step."""
+        """On Ctrl-C (or SIGTERM, see :mod:`chiral_tasks.common.signals`), save the last
+        completed step before stopping, so a resume loses nothing; the exception gains a
+        note naming the saved step."""
         try:
             yield
         except KeyboardInterrupt as interrupt:

@@ -237,6 +237,11 @@ def _gif(folder: Path, seed: int, test) -> Path:
     return path
 
 
+def _variant_settings(variant: str) -> dict:
+    chiral, augment = fc.VARIANTS[variant]
+    return {"model": {"chiral": chiral}, "augment": augment}
+
+
 def run_experiment_command(args, seeds: list[int]) -> dict:
     """Every variant at every seed in the experiment folder ``--out``; writes its
     ``results.json``, ``pck.png`` and ``forecast.gif``; prints the table."""
@@ -249,6 +254,7 @@ def run_experiment_command(args, seeds: list[int]) -> dict:
         "data": data,
         "model": dataclasses.asdict(model_config),
         "train": train_record(config),
+        "augment": False,
         "max_steps": args.max_steps,
     }
 
@@ -266,7 +272,7 @@ def run_experiment_command(args, seeds: list[int]) -> dict:
         return results
 
     top, cells = run_experiment(
-        args.out, shared, grid(seeds, list(fc.VARIANTS)), run_one,
+        args.out, shared, grid(seeds, list(fc.VARIANTS), _variant_settings), run_one,
         resume=args.resume, overwrite=args.overwrite,
     )  # fmt: skip
     if top.done:

@@ -163,9 +163,8 @@ def compare(
         )  # fmt: skip
         return {**score_model(trained, test), "outputs": ["model"]}
 
-    top, cells = run_experiment(
-        out, config, grid(seeds, TRAINED), run_one, resume=resume, overwrite=overwrite
-    )
+    cells = grid(seeds, TRAINED, lambda variant: {"model": {"chiral": variant == "chiral"}})
+    top, cells = run_experiment(out, config, cells, run_one, resume=resume, overwrite=overwrite)
     if top.done:
         return top.results
     chiral = load_model(top.folder / f"chiral_seed{seeds[0]}" / "model").model
@@ -231,7 +230,11 @@ def limited_data(
         "max_steps": max_steps,
     }
     cells = {
-        f"{_setting_folder(label)}_{variant}": {"setting": label, "variant": variant}
+        f"{_setting_folder(label)}_{variant}": {
+            "setting": label,
+            "variant": variant,
+            "model": {"chiral": variant == "chiral"},
+        }
         for label, _, _ in LIMITED_SETTINGS
         for variant in TRAINED
     }

@@ -269,7 +269,8 @@ def _run_models(args, seeds: list[int]) -> dict:
         return results
 
     top, cells = run_experiment(
-        args.out, shared, grid(seeds, MODELS), run_one, resume=args.resume,
+        args.out, shared, grid(seeds, MODELS, lambda m: {"model": {"chiral": m == "chiral"}}),
+        run_one, resume=args.resume,
         overwrite=args.overwrite,
     )  # fmt: skip
     if top.done:
