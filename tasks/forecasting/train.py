@@ -40,7 +40,7 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 }
 """Variant name -> (chiral model, flip augmentation in training)."""
 
-QUICK = TrainConfig(epochs=4, batch_size=256, lr=5e-3, lr_step_factor=0.95, clip_norm=5.0, keep=1)
+QUICK = TrainConfig(epochs=4, batch_size=256, lr=5e-3, lr_step_factor=0.95, clip_norm=5.0)
 """CPU-sized training: the paper's optimiser for a few epochs."""
 PAPER = dataclasses.replace(QUICK, epochs=30)
 """The paper's: Adam, lr 0.005 x 0.95 every 2 epochs, clip 5, batch 256, 30 epochs."""

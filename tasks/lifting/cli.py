@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{args.run}: no trained model (no model/model.json); train one")
     dataset, data = _dataset(args)
     trained = load_model(model_dir, dataset.skeleton)
-    subjects = args.test_subjects or _split(args, dataset)[1]
+    subjects = args.test_subjects or default_split(dataset)[1]
     sequences = camera_sequences(dataset, subjects)
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
     identity = {"run": str(args.run), "data": data, "subjects": subjects, "tta": args.tta}

@@ -232,11 +232,11 @@ def _read_pickled(path: PathLike, keys: Sequence[str], trust_pickle: bool) -> di
         raise FileNotFoundError(f"{path}: no such file")
     if not trust_pickle:
         raise UntrustedPickleError(
-            f"{path} is a VideoPose3D file: its {', '.join(keys)} entries are Python pickles, "
-            "and loading them (np.load(allow_pickle=True)) runs any code the file's author put "
-            "in it. Pass trust_pickle=True only for files from a source you trust, ideally "
-            "once, to convert_videopose3d(..., trust_pickle=True), and then use the "
-            "pickle-free .npz it writes (load_npz)."
+            f"{path}: a VideoPose3D file whose {', '.join(keys)} entries are Python pickles; "
+            "loading them runs any code the file's author put in it. Only for files from a "
+            "source you trust: pass --allow-pickle (trust_pickle=True), ideally once, to "
+            "`chiral lifting convert` (convert_videopose3d), and use the pickle-free .npz it "
+            "writes."
         )
     arrays = _read_npz(path, allow_pickle=True)
     _require_keys(arrays, keys, path)

@@ -1,7 +1,7 @@
 """The task core's trainer, optimizer factory, checkpoints, prediction helper and CLI."""
 
-import argparse
 import os
+import re
 import subprocess
 import sys
 import types
@@ -15,7 +15,15 @@ from flax import nnx
 
 import chiral_tasks.cli
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
-from chiral_tasks.common.cli import add_command, add_data_args, add_train_args, config_from_args
+from chiral_tasks.common.cli import (
+    ArgumentParser,
+    UsageError,
+    add_command,
+    add_data_args,
+    add_run_args,
+    add_train_args,
+    config_from_args,
+)
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.train import (
     TrainConfig,
@@ -241,8 +249,44 @@ def test_resume_needs_a_readable_matching_checkpoint(tmp_path):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
-    with pytest.raises(CheckpointError, match=f"cannot read checkpoint step {trainer.step}"):
+    with (
+        pytest.warns(UserWarning, match=f"cannot read checkpoint step {trainer.step}"),
+        pytest.raises(CheckpointError, match=r"no readable checkpoint .* \(steps \[5\]\)"),
+    ):
         make_trainer(tmp_path / "run", resume=True)
+
+
+def _damage(step_dir, keep_bytes=None):
+    """Overwrite (``keep_bytes=None``) or truncate every file of a checkpoint step."""
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            if keep_bytes is None:
+                with open(path, "wb") as f:
+                    f.write(b"garbage")
+            else:
+                os.truncate(path, min(keep_bytes, os.path.getsize(path)))
+
+
+@pytest.mark.parametrize("keep_bytes", [None, 10])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, keep_bytes):
+    straight, batcher = make_trainer(tmp_path / "straight", keep=3)
+    straight.fit(batcher)
+    straight.close()
+
+    first, batcher = make_trainer(tmp_path / "run", keep=3, checkpoint_every=2)
+    first.fit(batcher, max_steps=4)
+    first.close()
+    _damage(tmp_path / "run" / "4", keep_bytes)
+    with pytest.warns(UserWarning, match="cannot read checkpoint step 4"):
+        resumed, batcher = make_trainer(tmp_path / "run", keep=3, resume=True)
+    assert resumed.step == 2
+    assert not (tmp_path / "run" / "4").exists()
+    assert [p.name.split(".")[0] for p in (tmp_path / "run.damaged").iterdir()] == ["4"]
+    resumed.fit(batcher)  # saves step 4 again on its way
+    resumed.close()
+    assert_trees_identical(resumed.params, straight.params)
+    assert_trees_identical(resumed.opt_state, straight.opt_state)
 
 
 def test_checkpointer_round_trips_prng_keys(tmp_path):
@@ -285,19 +329,38 @@ def test_predict_runs_in_eval_mode_without_changing_the_model():
 # -- command line -----------------------------------------------------------------------
 
 
-def test_train_args_override_the_task_defaults(tmp_path):
-    parser = argparse.ArgumentParser()
+def test_train_args_override_the_task_defaults():
+    parser = ArgumentParser()
     add_train_args(parser)
-    add_data_args(parser, data_dir="data")
+    add_data_args(parser, "lifting", help="the dataset")
+    add_run_args(parser, "lifting", "train")
     quick = TrainConfig(epochs=4, lr=1e-3)
     paper = TrainConfig(epochs=80, lr=1e-3, lr_decay=0.95, amsgrad=True)
-    args = parser.parse_args(["--lr", "0.01", "--out", str(tmp_path), "--no-progress"])
+    args = parser.parse_args(["--lr", "0.01", "--no-progress"])
     cfg = config_from_args(args, quick, paper)
-    assert (cfg.epochs, cfg.lr, cfg.progress) == (4, 0.01, False)
-    assert cfg.checkpoint_dir == os.path.join(str(tmp_path), "checkpoints")
-    assert args.data_dir == "data" and args.allow_pickle is False
+    assert (cfg.epochs, cfg.lr, cfg.progress, cfg.checkpoint_dir) == (4, 0.01, False, None)
+    assert args.data == os.path.join("data", "lifting") and args.allow_pickle is False
+    assert args.out == os.path.join("runs", "lifting", "train")
+    assert (args.resume, args.overwrite) == (False, False)
     paper_cfg = config_from_args(parser.parse_args(["--paper"]), quick, paper)
     assert (paper_cfg.epochs, paper_cfg.lr_decay, paper_cfg.amsgrad) == (80, 0.95, True)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+        (["--max-steps", "0"], "argument --max-steps: must be >= 1, got 0"),
+        (["--lr", "-1"], "argument --lr: must be > 0, got -1.0"),
+        (["--lr", "nan"], "argument --lr: must be finite"),
+        (["--batch-size", "x"], "argument --batch-size: expected an integer, got 'x'"),
+    ],
+)
+def test_train_args_refuse_values_that_cannot_work(flags, message):
+    parser = ArgumentParser()
+    add_train_args(parser)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parser.parse_args(flags)
 
 
 def test_chiral_dispatches_to_a_registered_task(monkeypatch, tmp_path):
@@ -313,11 +376,9 @@ def test_chiral_dispatches_to_a_registered_task(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "fake_task_cli", types.SimpleNamespace(register=register))
     monkeypatch.setitem(chiral_tasks.cli.TASKS, "fake", ("fake_task_cli", "a test task"))
     monkeypatch.setitem(chiral_tasks.cli.TASKS, "broken", ("no_such_module_here", "missing"))
-    assert chiral_tasks.cli.main(["fake", "train", "--epochs", "2", "--out", str(tmp_path)]) == 3
+    assert chiral_tasks.cli.main(["fake", "train", "--epochs", "2"]) == 3
     assert ran[0].epochs == 2
-    with pytest.raises(SystemExit) as exit_info:
-        chiral_tasks.cli.main(["broken", "train"])
-    assert exit_info.value.code == 2
+    assert chiral_tasks.cli.main(["broken", "train"]) == 2
     with pytest.raises(SystemExit) as exit_info:
         chiral_tasks.cli.main(["fake", "train", "--help"])
     assert exit_info.value.code == 0

@@ -226,9 +226,9 @@ def test_distributed_flags_default_to_the_environment(monkeypatch):
     parser = argparse.ArgumentParser()
     cli.add_distributed_args(parser)
     assert cli.maybe_initialize(parser.parse_args([])) is False
-    with pytest.raises(SystemExit, match="needs --num-processes"):
+    with pytest.raises(cli.UsageError, match="needs --num-processes"):
         cli.maybe_initialize(parser.parse_args(["--coordinator", "h:1", "--process-id", "0"]))
-    with pytest.raises(SystemExit, match="need --coordinator"):
+    with pytest.raises(cli.UsageError, match="need --coordinator"):
         cli.maybe_initialize(parser.parse_args(["--num-processes", "2"]))
     assert len(calls) == 2
 
@@ -247,7 +247,7 @@ def test_train_args_carry_compute_dtype_and_join_the_run(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     parser = argparse.ArgumentParser()
     cli.add_train_args(parser)
-    args = parser.parse_args(["--compute-dtype", "bfloat16", "--out", str(tmp_path)])
+    args = parser.parse_args(["--compute-dtype", "bfloat16"])
     assert cli.config_from_args(args, TrainConfig()).compute_dtype == "bfloat16"
     assert cli.config_from_args(parser.parse_args([]), TrainConfig()).compute_dtype is None
     assert calls == []

@@ -18,20 +18,20 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     train, test = penn.load_penn_action(data)
     assert len(train) == len(test) == 8
 
-    common = ["--data-dir", str(data), "--hidden", "26", "--no-progress"]
+    common = ["--data", str(data), "--hidden", "26", "--no-progress"]
     chiral_tasks.cli.main(
         ["forecasting", "train", *common, "--model", "plain", "--augment", "--out", str(run),
          "--epochs", "1", "--batch-size", "64", "--max-steps", "2"]
     )  # fmt: skip
     trained = json.loads((run / "results.json").read_text())
     assert len(trained["pck"]) == 16 and 0 <= trained["pck_avg"] <= 100
-    record = json.loads((run / "run.json").read_text())
+    record = json.loads((run / "run.json").read_text())["config"]
     assert record["augment"] is True and record["model"]["chiral"] is False
     assert record["train"]["lr"] == 0.005 and record["train"]["clip_norm"] == 5.0
 
     out = tmp_path / "eval.json"
     chiral_tasks.cli.main(
-        ["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data), "--out", str(out)]
+        ["forecasting", "evaluate", "--run", str(run), "--data", str(data), "--out", str(out)]
     )
     evaluated = json.loads(out.read_text())
     # the restored checkpoint scores exactly as the model that was trained
@@ -39,25 +39,31 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     assert evaluated["tta"] is False
     assert "pck_avg" in capsys.readouterr().out
 
-    chiral_tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data-dir", str(data),
-                    "--out", str(out), "--tta"])  # fmt: skip
+    assert chiral_tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data",
+                                  str(data), "--out", str(out), "--tta"]) == 1  # fmt: skip
+    assert "holds results of other inputs (tta was False, now True)" in capsys.readouterr().err
+    chiral_tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data", str(data),
+                           "--out", str(out), "--tta", "--overwrite"])  # fmt: skip
     assert json.loads(out.read_text())["tta"] is True
 
 
-def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run.json"):
-        chiral_tasks.cli.main(
-            ["forecasting", "evaluate", "--run", str(tmp_path), "--data-dir", str(tmp_path)]
-        )
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    args = ["forecasting", "evaluate", "--run", str(tmp_path), "--data", str(tmp_path)]
+    assert chiral_tasks.cli.main(args) == 1
+    assert "no run.json, so not a forecasting run folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_demo_writes_table_json_png_and_gif(tmp_path, capsys):
     out = tmp_path / "demo"
     chiral_tasks.cli.main(
-        ["forecasting", "demo", "--out", str(out), "--num-videos", "16", "--min-frames", "20",
-         "--max-frames", "30", "--hidden", "26", "--epochs", "1", "--max-steps", "2",
-         "--batch-size", "64", "--no-progress"]
+        ["forecasting", "generate", "--out", str(tmp_path / "data"), "--num-videos", "16",
+         "--min-frames", "20", "--max-frames", "30", "--no-progress"]
+    )  # fmt: skip
+    chiral_tasks.cli.main(
+        ["forecasting", "demo", "--out", str(out), "--data", str(tmp_path / "data"),
+         "--hidden", "26", "--epochs", "1", "--max-steps", "2", "--batch-size", "64",
+         "--no-progress"]
     )  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"plain", "plain_aug", "plain_aug_tta", "chiral"}

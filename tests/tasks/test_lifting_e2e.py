@@ -1,6 +1,7 @@
 """End to end through the CLI: generate -> train -> evaluate, resume, HumanEva, bad inputs."""
 
 import json
+import re
 
 import jax
 import numpy as np
@@ -36,7 +37,7 @@ def data(tmp_path_factory):
 def test_generate_train_evaluate_through_the_cli(data, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["lifting", "train", "--data", str(data / "h36m.npz"), "--out", str(out)]
-    assert main(args + TINY_MODEL + TINY_TRAIN + ["--epochs", "2", "--plain"]) == 0
+    assert main(args + TINY_MODEL + TINY_TRAIN + ["--epochs", "2", "--model", "plain"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [h["epoch"] for h in results["history"]] == [1, 2]
     assert results["history"][1]["lr"] == pytest.approx(1e-3 * 0.95)
@@ -51,7 +52,7 @@ def test_generate_train_evaluate_through_the_cli(data, tmp_path, capsys):
         "--data", str(data / "data_3d_h36m.npz"), "--data-2d", str(data / "data_2d_h36m_synth.npz"),
         "--cameras", str(data / "cameras_h36m.json"), "--allow-pickle",
     ]  # fmt: skip
-    assert main(["lifting", "evaluate", "--model", str(out / "model"), "--out", str(report)]
+    assert main(["lifting", "evaluate", "--run", str(out), "--out", str(report)]
                 + official) == 0  # fmt: skip
     evaluated = json.loads(report.read_text())["test"]
     assert evaluated["mpjpe"] == pytest.approx(results["test"]["mpjpe"], rel=1e-5)
@@ -90,7 +91,7 @@ def test_interrupted_training_resumes_to_the_same_model(data, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_evaluate_a_humaneva_dataset_and_refuse_a_mismatched_model(tmp_path, data):
+def test_evaluate_a_humaneva_dataset_and_refuse_a_mismatched_model(tmp_path, data, capsys):
     folder = tmp_path / "humaneva"
     main(["lifting", "generate", "--dataset", "humaneva15", "--out", str(folder),
           "--frames", "30", "--trials", "1"])  # fmt: skip
@@ -98,38 +99,50 @@ def test_evaluate_a_humaneva_dataset_and_refuse_a_mismatched_model(tmp_path, dat
     sequences = camera_sequences(dataset, ["Train/S1"])
     config = TrainConfig(epochs=1, batch_size=64, amsgrad=True, progress=False)
     trained = train(sequences, dataset.skeleton, _tiny(False), config, max_steps=2)
-    save_model(trained, tmp_path / "model")
-    assert load_model(tmp_path / "model").skeleton == dataset.skeleton
+    save_model(trained, tmp_path / "run" / "model")
+    assert load_model(tmp_path / "run" / "model").skeleton == dataset.skeleton
     report = tmp_path / "eval.json"
-    args = ["--model", str(tmp_path / "model"), "--tta", "--out", str(report)]
+    args = ["--run", str(tmp_path / "run"), "--tta", "--out", str(report)]
     assert main(["lifting", "evaluate", "--data", str(folder / "humaneva15.npz"), *args]) == 0
     result = json.loads(report.read_text())
     assert result["subjects"] == ["Validate/S1", "Validate/S2", "Validate/S3"]
     assert set(result["test"]["per_action"]["mpjpe"]) == {"Walk", "Jog", "Box"}
     assert np.isfinite(result["test"]["mpjpe"])
-    with pytest.raises(ValueError, match="trained for skeleton 'humaneva15'"):
-        main(["lifting", "evaluate", "--data", str(data / "h36m.npz"),
-              "--model", str(tmp_path / "model")])  # fmt: skip
+    assert main(["lifting", "evaluate", "--data", str(data / "h36m.npz"),
+                 "--run", str(tmp_path / "run")]) == 1  # fmt: skip
+    assert "trained for skeleton 'humaneva15'" in capsys.readouterr().err
 
 
-def test_bad_inputs_raise_clear_errors(data, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.npz: no such file"):
-        main(["lifting", "train", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path)])
+def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
+    def error(args):
+        assert main(["lifting", *args]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("chiral: error: "), err
+        return err
+
+    assert "missing.npz: no such dataset file" in error(
+        ["train", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]
+    )
     # NaNs in a 2D detection: the loader names the array and the frame.
     with np.load(data / "h36m.npz") as npz:
         arrays = dict(npz)
     arrays["S5/Waving/2/positions_2d"][7, 3, 0] = np.nan
     bad = tmp_path / "nan.npz"
     np.savez(bad, **arrays)
-    with pytest.raises(formats.LiftingFormatError, match=r"'S5', action 'Waving'.*camera 2.*NaN"):
-        main(["lifting", "evaluate", "--data", str(bad), "--model", str(tmp_path / "none")])
-    with pytest.raises(FileNotFoundError, match="no saved model"):
-        main(["lifting", "evaluate", "--data", str(data / "h36m.npz"),
-              "--model", str(tmp_path / "none")])  # fmt: skip
-    with pytest.raises(formats.UntrustedPickleError):
-        main(["lifting", "evaluate", "--data", str(data / "data_3d_h36m.npz"),
-              "--data-2d", str(data / "data_2d_h36m_synth.npz"),
-              "--cameras", str(data / "cameras_h36m.json"), "--model", str(tmp_path)])  # fmt: skip
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "model.json").write_text("{}")
+    assert re.search(
+        r"'S5', action 'Waving'.*camera 2.*NaN",
+        error(["evaluate", "--data", str(bad), "--run", str(tmp_path / "run")]),
+    )
+    assert "no trained model" in error(
+        ["evaluate", "--data", str(data / "h36m.npz"), "--run", str(tmp_path / "none")]
+    )
+    assert "--allow-pickle" in error(
+        ["evaluate", "--data", str(data / "data_3d_h36m.npz"),
+         "--data-2d", str(data / "data_2d_h36m_synth.npz"),
+         "--cameras", str(data / "cameras_h36m.json"), "--run", str(tmp_path / "run")]
+    )  # fmt: skip
 
 
 def test_flat_flag_selects_joint_basis_activations():
