@@ -1,0 +1,135 @@
+"""The run folder and its rerun rule (chiral_tasks.common.run), without training."""
+
+import json
+import stat
+
+import pytest
+from _files import snapshot
+
+import chiral_tasks.cli
+from chiral_tasks.common.run import (
+    RunConflict,
+    check_output,
+    differences,
+    environment,
+    fingerprint,
+    grid,
+    open_run,
+    run_experiment,
+)
+
+CONFIG = {"task": "t", "train": {"epochs": 2, "lr": 0.1}, "max_steps": None}
+
+
+def with_epochs(epochs):
+    return {**CONFIG, "train": {**CONFIG["train"], "epochs": epochs}}
+
+
+def test_a_new_run_records_its_config_and_environment(tmp_path):
+    run = open_run(tmp_path / "run", CONFIG)
+    assert (run.resume, run.done) == (False, False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["config"] == CONFIG
+    versions = record["environment"]["versions"]
+    expected = {"python", "jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint"}
+    assert expected <= set(versions)
+
+
+def test_the_same_config_reuses_a_finished_run_and_resumes_an_unfinished_one(tmp_path):
+    run = open_run(tmp_path, CONFIG)
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    again = open_run(tmp_path, CONFIG)
+    assert (again.resume, again.done) == (True, False)
+    (tmp_path / "figure.png").write_bytes(b"png")
+    written = run.finish({"score": 1.5}, outputs=["figure.png"])
+    assert written["config"] == CONFIG and written["wall_seconds"] >= 0
+    assert set(written["manifest"]) == {"figure.png"}
+    assert stat.S_IMODE((tmp_path / "results.json").stat().st_mode) & 0o044 == 0o044
+    finished = open_run(tmp_path, CONFIG)
+    assert finished.done and finished.results["score"] == 1.5
+
+    (tmp_path / "figure.png").unlink()
+    with pytest.raises(RunConflict, match="lacks figure.png"):
+        open_run(tmp_path, CONFIG)
+
+
+def test_other_settings_are_refused_unless_resume_lengthens_or_overwrite_replaces(tmp_path):
+    open_run(tmp_path, CONFIG)
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(RunConflict, match=r"train.epochs was 2, now 3\); rerun with --resume"):
+        open_run(tmp_path, with_epochs(3))
+    changed = {**CONFIG, "train": {"epochs": 2, "lr": 0.2}}
+    with pytest.raises(RunConflict, match=r"train.lr was 0.1, now 0.2\); choose another --out"):
+        open_run(tmp_path, changed, resume=True)
+    assert snapshot(tmp_path) == before
+
+    longer = open_run(tmp_path, with_epochs(3), resume=True)
+    assert longer.resume
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["train"]["epochs"] == 3
+
+    fresh = open_run(tmp_path, changed, overwrite=True)
+    assert not fresh.resume and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_never_touched(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(RunConflict, match="not a run folder"):
+            open_run(tmp_path, CONFIG, overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_experiment_reuses_finished_cells_and_trains_only_new_ones(tmp_path):
+    trained = []
+
+    def run_one(run, params):
+        trained.append(run.folder.name)
+        return {"score": params["seed"] * 10}
+
+    _, cells = run_experiment(tmp_path, CONFIG, grid([0, 1], ["a", "b"]), run_one)
+    assert trained == ["a_seed0", "b_seed0", "a_seed1", "b_seed1"]
+    assert cells["b_seed1"]["score"] == 10
+    cell = json.loads((tmp_path / "b_seed1" / "run.json").read_text())["config"]
+    assert (cell["variant"], cell["seed"], cell["train"]["seed"]) == ("b", 1, 1)
+
+    trained.clear()
+    with pytest.raises(RunConflict, match="cells was"):
+        run_experiment(tmp_path, CONFIG, grid([0, 1, 2], ["a", "b"]), run_one)
+    _, cells = run_experiment(tmp_path, CONFIG, grid([0, 1, 2], ["a", "b"]), run_one, resume=True)
+    assert trained == ["a_seed2", "b_seed2"] and len(cells) == 6
+
+
+def test_results_files_are_replaced_only_for_the_same_inputs(tmp_path):
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps({"run": "r", "tta": False, "mpjpe": 1.0}))
+    check_output(path, {"run": "r", "tta": False})
+    with pytest.raises(RunConflict, match="tta was False, now True"):
+        check_output(path, {"run": "r", "tta": True})
+    check_output(path, {"run": "r", "tta": True}, overwrite=True)
+
+
+def test_fingerprints_follow_the_bytes_and_differences_name_nested_keys(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"one")
+    first = fingerprint([tmp_path])
+    (tmp_path / "a.bin").write_bytes(b"two")
+    assert fingerprint([tmp_path]) != first
+    assert differences({"a": {"b": 1, "c": [1]}}, {"a": {"b": 2, "c": (1,)}}) == {"a.b": (1, 2)}
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        fingerprint([tmp_path / "missing"])
+    assert environment()["backend"] == "cpu"
+
+
+def test_chiral_names_the_extra_to_install_when_it_is_missing(monkeypatch, capsys):
+    real = chiral_tasks.cli.importlib.util.find_spec
+    monkeypatch.setattr(
+        chiral_tasks.cli.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tqdm" else real(name, *a),
+    )
+    assert chiral_tasks.cli.main(["--help"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "chiral: error: the tasks need the 'tasks' extra: pip install 'chiral_jax[tasks]' "
+        "(missing: tqdm)\n"
+    )
