@@ -33,7 +33,6 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from chiral_tasks.common import distributed
@@ -246,14 +245,6 @@ def train_record(config: TrainConfig) -> dict[str, Any]:
 def for_run(config: TrainConfig, run, label: str) -> TrainConfig:
     """``config`` checkpointing into the opened ``run``'s folder, labelled for progress."""
     return dataclasses.replace(config, checkpoint_dir=run.checkpoint_dir, label=label)
-
-
-def existing_path(text: str, what: str) -> Path:
-    """``text`` as a path that must exist, else a one-line error naming it."""
-    path = Path(text)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    return path
 
 
 ENV_COORDINATOR = "CHIRAL_COORDINATOR"

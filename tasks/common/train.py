@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -44,6 +46,7 @@ from tqdm import tqdm
 from chiral_tasks.common import distributed, signals
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
 from chiral_tasks.common.data import Batcher
+from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE
 
 LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
 
@@ -607,6 +610,36 @@ class Trainer:
         """Release the checkpoint writer."""
         if self._checkpointer is not None:
             self._checkpointer.close()
+
+
+def load_trained(
+    run_dir: str | os.PathLike, build: Callable[[dict], nnx.Module], loss_fn: LossFn, task: str
+) -> tuple[nnx.Module, dict]:
+    """The latest checkpointed model of a run folder (:mod:`chiral_tasks.common.run`),
+    in evaluation mode, and the run's config.
+
+    Args:
+      run_dir: the run folder (``run.json`` and ``checkpoints/``).
+      build: ``build(config) -> model``: a fresh model of the run's architecture.
+      loss_fn: the run's loss (the trainer that restores the checkpoint needs it).
+      task: named in the error for a folder that is not a run of this task.
+    """
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a {task} run folder")
+    try:
+        config = json.loads(path.read_text())["config"]
+        model = build(config)
+        train_config = TrainConfig(
+            **config["train"], checkpoint_dir=str(Path(run_dir) / CHECKPOINTS), progress=False
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a {task} run record ({err})") from err
+    trainer = Trainer(model, loss_fn, train_config, 1, resume=True)
+    try:
+        return trainer.model(), config
+    finally:
+        trainer.close()
 
 
 _predict_step = jax.jit(

@@ -10,8 +10,6 @@ an evaluation option on top of a trained plain model.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -21,8 +19,7 @@ from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.augment import flip_batch
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.distributed import process_shard
-from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE
-from chiral_tasks.common.train import TrainConfig, Trainer, predict
+from chiral_tasks.common.train import TrainConfig, Trainer, load_trained, predict
 from chiral_tasks.forecasting.metrics import pck
 from chiral_tasks.forecasting.model import (
     POSE_LAYOUT,
@@ -114,23 +111,12 @@ def train_model(
 
 def load_run(run_dir) -> tuple[Forecaster, dict]:
     """The latest checkpointed model of a run folder, and its run config."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a forecasting run folder")
-    try:
-        config = json.loads(path.read_text())["config"]
-        model_config = ForecasterConfig(**config["model"])
-        train_config = TrainConfig(
-            **config["train"], checkpoint_dir=str(Path(run_dir) / CHECKPOINTS), progress=False
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a forecasting run record ({err})") from err
-    model = Forecaster(model_config, rngs=nnx.Rngs(0))
-    trainer = Trainer(model, forecast_loss, train_config, 1, resume=True)
-    try:
-        return trainer.model(), config
-    finally:
-        trainer.close()
+    return load_trained(
+        run_dir,
+        lambda config: Forecaster(ForecasterConfig(**config["model"]), rngs=nnx.Rngs(0)),
+        forecast_loss,
+        "forecasting",
+    )
 
 
 def _forecast(model: Forecaster, batch) -> jax.Array:

@@ -8,9 +8,7 @@ resumable) and, once evaluated, ``results.json`` and ``confusion.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +16,8 @@ import optax
 
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.distributed import process_shard
-from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE, Run
-from chiral_tasks.common.train import TrainConfig, Trainer, predict
+from chiral_tasks.common.run import Run
+from chiral_tasks.common.train import TrainConfig, Trainer, load_trained, predict
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.data import Split
 from chiral_tasks.recognition.kinetics import mirror_clip
@@ -114,23 +112,9 @@ def train(
 
 def load_run(run_dir) -> tuple[SkeletonClassifier, dict]:
     """The latest checkpointed model of a training run, and its run config."""
-    run_dir = Path(run_dir)
-    run_file = run_dir / RUN_FILE
-    if not run_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a recognition run folder")
-    try:
-        run = json.loads(run_file.read_text())["config"]
-        model_config = ModelConfig(**run["model"])
-        config = TrainConfig(
-            **run["train"], checkpoint_dir=str(run_dir / CHECKPOINTS), progress=False
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{run_file}: not a recognition run record ({err})") from err
-    trainer = Trainer(build(model_config, config.seed), loss_fn, config, 1, resume=True)
-    try:
-        return trainer.model(), run
-    finally:
-        trainer.close()
+    return load_trained(
+        run_dir, lambda config: build(ModelConfig(**config["model"])), loss_fn, "recognition"
+    )
 
 
 def evaluate(
