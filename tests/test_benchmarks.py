@@ -24,6 +24,8 @@ from benchmarks.temporal import (
 from chiral_jax.skeletons import H36M_17
 from chiral_tasks.lifting.model import TemporalModel
 
+pytestmark = pytest.mark.slow  # each case compiles and times real models
+
 
 @pytest.mark.parametrize(
     "case",

@@ -6,6 +6,8 @@ import pathlib
 import pydoc
 import re
 
+import pytest
+
 import chiral_jax
 
 LAYERS_DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "layers.md"
@@ -78,6 +80,7 @@ def test_help_renders_the_layer_documentation():
     assert "layout_in" in text
 
 
+@pytest.mark.slow
 def test_layers_doc_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", LAYERS_DOC.read_text(), re.S)
     assert len(blocks) >= 8, "docs/layers.md lost its examples"

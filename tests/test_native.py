@@ -154,6 +154,7 @@ print("KERNEL" if ran else "NO KERNEL")
     )
 
 
+@pytest.mark.slow
 def test_without_the_kernel_everything_falls_back_with_one_warning(tmp_path):
     """Without the kernel the same function runs on XLA ops (the values are checked in the
     child process), after one warning naming the reason."""

@@ -9,6 +9,7 @@ import sys
 
 import jupytext
 import nbformat
+import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -50,6 +51,7 @@ def _kernel_manager(folder: pathlib.Path) -> KernelManager:
     return KernelManager(kernel_name="tour", kernel_spec_manager=specs)
 
 
+@pytest.mark.slow
 def test_notebook_runs_and_draws_its_figures(tmp_path, monkeypatch):
     out = tmp_path / "figures"
     monkeypatch.setenv("CHIRAL_TOUR_OUT", str(out))

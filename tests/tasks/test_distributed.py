@@ -102,6 +102,7 @@ def test_four_devices_train_like_one_and_their_checkpoint_resumes_on_one(tmp_pat
     assert_states_close(state_arrays(resumed), {k: four[k] for k in four if k != "step"})
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
     port = free_port()
     script = os.path.join(HERE, "_dist_process.py")

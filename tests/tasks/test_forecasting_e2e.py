@@ -9,6 +9,7 @@ import chiral_tasks.cli
 from chiral_tasks.forecasting import penn
 
 
+@pytest.mark.slow
 def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     data, run = tmp_path / "labels", tmp_path / "run"
     chiral_tasks.cli.main(

@@ -121,6 +121,7 @@ def test_demo_twice_reuses_the_finished_run_and_prints_the_same_table(workdir, t
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_other_settings_into_an_existing_run_are_refused_and_change_nothing(workdir, task):
     out = ["--out", "runs/x", "--epochs", "1", "--max-steps", "1"]

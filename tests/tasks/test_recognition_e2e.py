@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 import chiral_tasks.cli
 
 TINY_MODEL = ["--widths", "36", "36", "36", "36", "--strides", "2", "--window", "16"]
 
 
+@pytest.mark.slow
 def test_generate_train_evaluate_through_the_cli(tmp_path, capsys):
     data, run = tmp_path / "data", tmp_path / "run"
     assert chiral_tasks.cli.main(
