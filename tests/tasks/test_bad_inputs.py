@@ -249,6 +249,27 @@ def test_malformed_input_gives_one_line_and_writes_nothing(
     assert snapshot(data) == before
 
 
+GENERATE = {
+    "lifting": ["--frames", "24", "--trials", "1"],
+    "forecasting": ["--num-videos", "8", "--min-frames", "20", "--max-frames", "30"],
+    "recognition": ["--classes", "waving", "squat", "--clips-per-class", "3"],
+}
+
+
+@pytest.mark.parametrize("task", list(GENERATE))
+def test_generate_over_existing_files_refuses_and_changes_nothing(
+    tmp_path, generated, capsys, task
+):
+    data = tmp_path / "data"
+    shutil.copytree(generated[task], data)
+    before = snapshot(data)
+    assert main([task, "generate", "--out", str(data), *GENERATE[task]]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"{data}: already holds" in lines[0], lines
+    assert "--overwrite" in lines[0]
+    assert snapshot(data) == before
+
+
 def test_the_table_covers_every_task_and_both_kinds_of_error():
     assert len(CASES) >= 30
     assert {c[1] for c in CASES} == {"lifting", "forecasting", "recognition"}

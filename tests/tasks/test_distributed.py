@@ -82,6 +82,7 @@ def free_port() -> int:
 # -- several devices and processes ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_four_devices_train_like_one_and_their_checkpoint_resumes_on_one(tmp_path):
     finish(run_script([os.path.join(HERE, "_dist_devices.py"), str(tmp_path)], devices=4))
     report = json.loads((tmp_path / "report.json").read_text())
