@@ -25,20 +25,26 @@ TASKS = {
     "recognition": ("chiral_tasks.recognition.cli", "skeleton action recognition (Kinetics)"),
 }
 
-EXTRA_MODULES = ("orbax.checkpoint", "scipy", "matplotlib", "tqdm", "PIL")
-"""What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``)."""
+EXTRA_MODULES = {
+    "orbax.checkpoint": "orbax-checkpoint",
+    "scipy": "scipy",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+    "PIL": "pillow",
+}
+"""What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``): module -> package."""
 
 
 def missing_extra() -> list[str]:
-    """The modules of the ``tasks`` extra that are not installed."""
+    """The packages of the ``tasks`` extra that are not installed."""
     missing = []
-    for name in EXTRA_MODULES:
+    for module, package in EXTRA_MODULES.items():
         try:
-            found = importlib.util.find_spec(name) is not None
+            found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:
             found = False
         if not found:
-            missing.append(name.split(".")[0])
+            missing.append(package)
     return missing
 
 
