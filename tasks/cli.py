@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chiral_tasks.common.signals import Terminated, install
 
     restore_signals = install()
+    args = None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -129,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         saved = "; ".join(getattr(err, "__notes__", [])) or "nothing new to save"
-        print(f"chiral: {what}: {saved}; rerun the same command to resume", file=sys.stderr)
+        again = (
+            "rerun the same command without --overwrite to resume"
+            if getattr(args, "overwrite", False)
+            else "rerun the same command to resume"
+        )
+        print(f"chiral: {what}: {saved}; {again}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
         if debug:

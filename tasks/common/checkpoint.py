@@ -98,12 +98,15 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
 
-    def restore(self, template, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    def restore(
+        self, template, step: int | None = None, *, fallback: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
         """Read the checkpoint at ``step`` into ``template``'s structure.
 
         Without ``step``, read the latest checkpoint; if it is unreadable (a write cut
-        short, a damaged file), warn and fall back to the newest intact one, moving the
-        damaged ones aside into ``<directory>.damaged/`` so their steps can be saved again.
+        short, a damaged file) and ``fallback`` is set, warn and fall back to the newest
+        intact one, moving the damaged ones aside into ``<directory>.damaged/`` so their
+        steps can be saved again.
 
         Returns:
           the restored pytree (same structure, shapes, dtypes and key types as
@@ -114,6 +117,8 @@ class Checkpointer:
         steps = sorted(self.all_steps(), reverse=True)
         if not steps:
             raise CheckpointError(f"no checkpoint found in {self.directory}")
+        if not fallback:
+            return self._restore_step(template, steps[0])
         damaged = []
         for candidate in steps:
             try:

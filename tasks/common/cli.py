@@ -154,7 +154,8 @@ def add_run_args(parser: argparse.ArgumentParser, task: str, command: str) -> No
     group.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out although its length changed (--epochs, --max-steps)",
+        help="continue the run in --out for longer (a higher --max-steps; more --epochs where "
+        "the task's schedule allows)",
     )
     group.add_argument(
         "--overwrite", action="store_true", help="delete the run in --out and start afresh"
@@ -234,6 +235,22 @@ def config_from_args(
         return dataclasses.replace(base, **changes)
     except ValueError as err:
         raise UsageError(str(err)) from err
+
+
+def add_seeds_arg(parser: argparse.ArgumentParser) -> None:
+    """``--seeds`` of an experiment (``demo`` uses ``--seed``)."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
+
+def seeds_of(args: argparse.Namespace) -> list[int]:
+    """The seeds of a ``demo`` (``--seed``, default 0) or ``experiment`` (``--seeds``)."""
+    if hasattr(args, "seeds"):
+        if args.seed is not None:
+            raise UsageError("experiment takes --seeds, not --seed")
+        if len(set(args.seeds)) != len(args.seeds):
+            raise UsageError(f"--seeds must not repeat, got {args.seeds}")
+        return list(args.seeds)
+    return [0 if args.seed is None else args.seed]
 
 
 def train_record(config: TrainConfig) -> dict[str, Any]:

@@ -15,9 +15,11 @@ The rerun rule (:func:`open_run`), the same for every task and command:
 * the same config again reuses a finished run (its ``results.json``) and resumes an
   unfinished one from its latest checkpoint;
 * another config is refused with one line naming what differs, and nothing in the
-  folder changes. ``resume=True`` continues the run when only its length differs
-  (:data:`LENGTH_KEYS`: more epochs, another step limit); ``overwrite=True`` deletes
-  the run and starts afresh. A folder without ``run.json`` is never deleted.
+  folder changes. ``resume=True`` continues the run when it only grows longer
+  (:data:`LENGTH_KEYS`: more epochs, a higher step limit); ``overwrite=True`` deletes
+  the run and starts afresh. A folder without ``run.json`` is never deleted. A run
+  that stopped before its first checkpoint holds nothing to protect: it restarts with
+  the new config.
 
 An experiment (:func:`run_experiment`) is a run folder with one sub-run per cell (a
 seed and variant, say), each under the same rule, so a rerun reuses every finished
@@ -46,7 +48,9 @@ RESULTS_FILE = "results.json"
 CHECKPOINTS = "checkpoints"
 
 LENGTH_KEYS = frozenset({"train.epochs", "max_steps", "train.checkpoint_every"})
-"""Config keys that ``resume=True`` may change: they lengthen a run, not alter it."""
+"""Config keys that ``resume=True`` may change, to longer runs only: they lengthen a run,
+not alter what it already did. A task whose schedule depends on the epoch count takes
+``train.epochs`` out (``length_keys=``)."""
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint", "chiral_jax")
 _FINGERPRINT_HASH_LIMIT = 1 << 30  # bytes; bigger datasets are identified by size and mtime
@@ -84,20 +88,21 @@ def fingerprint(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
     a bigger dataset is identified by its file names, sizes and modification times,
     so touching it counts as a change.
     """
-    files = []
+    files = []  # (path, name relative to the given folder)
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+            files += [(p, str(p.relative_to(path))) for p in found]
         elif path.is_file():
-            files.append(path)
+            files.append((path, path.name))
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
-    total = sum(p.stat().st_size for p in files)
+    total = sum(p.stat().st_size for p, _ in files)
     digest = hashlib.sha256()
     exact = total <= _FINGERPRINT_HASH_LIMIT
-    for p in files:
-        digest.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+    for p, name in files:
+        digest.update(f"{name}\0{p.stat().st_size}\0".encode())
         if exact:
             digest.update(_sha256(p).encode())
         else:
@@ -240,7 +245,9 @@ def open_run(
             f"{folder}: holds files but no {RUN_FILE}, so it is not a run folder; "
             "choose another --out"
         )
-    if run_file.is_file():
+    if run_file.is_file() and overwrite:
+        _delete(folder)
+    elif run_file.is_file():
         try:
             saved = json.loads(run_file.read_text())["config"]
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -249,22 +256,22 @@ def open_run(
                 "the run, or choose another --out"
             ) from err
         diff = differences(saved, config)
-        if overwrite:
-            shutil.rmtree(folder)
-        elif not diff:
-            results_file = folder / RESULTS_FILE
-            if results_file.is_file():
-                results = read_results(results_file)
-                _check_manifest(folder, results)
+        if not diff:
+            results = _finished_results(folder, config)
+            if results is not None:
                 return Run(folder, config, resume=False, results=results)
             return Run(folder, config, resume=_has_checkpoint(folder), results=None)
-        elif resume and set(diff) <= length_keys:
+        if _nothing_saved(folder):
+            pass  # a run stopped before its first checkpoint: nothing to protect
+        elif resume and _lengthens(diff, length_keys):
+            (folder / RESULTS_FILE).unlink(missing_ok=True)  # the longer run has none yet
             _write_run_file(run_file, config)
             return Run(folder, config, resume=_has_checkpoint(folder), results=None)
         else:
-            extendable = set(diff) <= length_keys
             ways = (
-                "rerun with --resume to continue it with the new length, " if extendable else ""
+                "rerun with --resume to continue it with the new length, "
+                if _lengthens(diff, length_keys)
+                else ""
             ) + "choose another --out, or pass --overwrite to replace it"
             raise RunConflict(
                 f"{folder}: holds a run with another config ({_describe(diff)}); {ways}"
@@ -272,6 +279,51 @@ def open_run(
     folder.mkdir(parents=True, exist_ok=True)
     _write_run_file(run_file, config)
     return Run(folder, config, resume=False, results=None)
+
+
+def _finished_results(folder: Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The results of a finished run of ``config`` in ``folder``, else ``None``."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        return None
+    results = read_results(path)
+    if differences(results.get("config", {}), config):
+        return None  # written by an earlier length of the run: it must finish again
+    _check_manifest(folder, results)
+    return results
+
+
+def _nothing_saved(folder: Path) -> bool:
+    """Whether ``folder`` holds only its run record (and an empty checkpoint folder)."""
+    for entry in folder.iterdir():
+        if entry.name == RUN_FILE or entry.name.startswith("."):
+            continue
+        if entry.name == CHECKPOINTS and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return False
+    return True
+
+
+def _lengthens(diff: Mapping[str, tuple[Any, Any]], length_keys: frozenset[str]) -> bool:
+    """Whether ``diff`` changes only length keys, none of them to a shorter run."""
+    if not set(diff) <= length_keys:
+        return False
+    for key, (old, new) in diff.items():
+        if key == "cells":
+            if not set(old or ()) <= set(new or ()):
+                return False
+        elif key != "train.checkpoint_every":
+            longest = float("inf")
+            if (longest if new is None else new) < (longest if old is None else old):
+                return False
+    return True
+
+
+def _delete(folder: Path) -> None:
+    """Remove a run folder: first renamed aside (one atomic step), then deleted."""
+    aside = folder.with_name(f".{folder.name}.deleting-{os.getpid()}")
+    os.replace(folder, aside)
+    shutil.rmtree(aside)
 
 
 def check_output(
@@ -316,7 +368,8 @@ def grid(
 
     A cell's params name its variant and seed, set the seed of its training config
     (``train.seed``), and add ``settings(variant)`` (e.g. ``{"model": {"chiral": True}}``),
-    so each cell's run config is what ``train`` would record for the same model.
+    so that each cell's run config holds its own model and training settings (and
+    ``evaluate --run <cell>`` rebuilds the right model).
     """
     if not seeds or not variants:
         raise ValueError("an experiment needs at least one seed and one variant")
@@ -348,6 +401,7 @@ def run_experiment(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    length_keys: frozenset[str] = LENGTH_KEYS,
 ) -> tuple[Run, dict[str, dict[str, Any]]]:
     """Run every cell of an experiment, each in its own sub-run ``<out>/<cell name>``.
 
@@ -361,8 +415,8 @@ def run_experiment(
         results, with an optional ``"outputs"`` list of files it wrote; the driver
         records them with :meth:`Run.finish`. A finished cell is not run again: its
         stored results are used.
-      resume, overwrite: as for :func:`open_run`; under ``resume`` the experiment may
-        also gain cells (more seeds).
+      resume, overwrite, length_keys: as for :func:`open_run`; under ``resume`` the
+        experiment may also gain cells (more seeds).
 
     Returns:
       the experiment's run (finished when a rerun found it done) and ``{name:
@@ -373,13 +427,15 @@ def run_experiment(
         {**config, "cells": list(cells)},
         resume=resume,
         overwrite=overwrite,
-        length_keys=LENGTH_KEYS | {"cells"},
+        length_keys=length_keys | {"cells"},
     )
     if top.done:
         return top, {}
     results = {}
     for name, params in cells.items():
-        cell = open_run(top.folder / name, merge(config, params), resume=resume)
+        cell = open_run(
+            top.folder / name, merge(config, params), resume=resume, length_keys=length_keys
+        )
         if cell.done:
             print(f"{name}: finished earlier, reusing {cell.folder}", flush=True)
             results[name] = cell.results

@@ -20,7 +20,8 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that training saves its state before stopping."""
 
 
-_pending: list[type[KeyboardInterrupt]] = []
+_pending: list[type[KeyboardInterrupt]] = []  # the first signal inside deferred()
+_raised = [False]  # whether check() raised it: later signals then raise at once
 _depth = [0]
 
 
@@ -29,7 +30,6 @@ def _handler(signum, frame) -> None:
     if _depth[0] and not _pending:
         _pending.append(error)
         return
-    _pending.clear()
     raise error()
 
 
@@ -57,11 +57,16 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _depth[0] -= 1
-    if not _depth[0]:
-        check()
+        unraised = _pending[0] if _pending and not _raised[0] else None
+        if not _depth[0]:
+            _pending.clear()
+            _raised[0] = False
+    if unraised is not None and not _depth[0]:
+        raise unraised()
 
 
 def check() -> None:
-    """Raise the signal recorded inside :func:`deferred`, if any."""
-    if _pending:
-        raise _pending.pop()()
+    """Raise the signal recorded inside :func:`deferred`, if any (once)."""
+    if _pending and not _raised[0]:
+        _raised[0] = True
+        raise _pending[0]()

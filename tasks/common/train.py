@@ -65,8 +65,9 @@ class TrainConfig:
       seed: seed for model initialisation and data order (used by the tasks).
       optimizer: ``"adam"`` or ``"sgd"``.
       lr: initial learning rate.
-      lr_decay: per-epoch exponential factor: epoch ``e`` uses ``lr * lr_decay**e``
-        (VideoPose3D uses 0.95).
+      lr_decay: exponential factor per ``lr_decay_every`` epochs: epoch ``e`` uses
+        ``lr * lr_decay**(e // lr_decay_every)`` (VideoPose3D: 0.95 every epoch).
+      lr_decay_every: epochs between two decays (the forecasters: 2).
       lr_steps: epochs at which the rate is multiplied by ``lr_step_factor`` (a step
         schedule, e.g. ST-GCN's ``(20, 30, 40, 50)``); excludes ``lr_decay``.
       lr_step_factor: the factor applied at each of ``lr_steps``.
@@ -94,6 +95,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     lr_decay: float = 1.0
+    lr_decay_every: int = 1
     lr_steps: tuple[int, ...] = ()
     lr_step_factor: float = 0.1
     amsgrad: bool = False
@@ -124,6 +126,8 @@ class TrainConfig:
             problems.append(f"lr must be > 0, got {self.lr}")
         if not 0 < self.lr_decay <= 1:
             problems.append(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
+        if self.lr_decay_every < 1:
+            problems.append(f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
         if self.lr_steps and self.lr_decay != 1.0:
             problems.append("use either lr_decay or lr_steps, not both")
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(e < 1 for e in self.lr_steps):
@@ -158,7 +162,10 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     if config.lr_decay == 1.0:
         return optax.constant_schedule(config.lr)
     return optax.exponential_decay(
-        config.lr, transition_steps=steps_per_epoch, decay_rate=config.lr_decay, staircase=True
+        config.lr,
+        transition_steps=steps_per_epoch * config.lr_decay_every,
+        decay_rate=config.lr_decay,
+        staircase=True,
     )
 
 
@@ -311,9 +318,12 @@ class Trainer:
         arrays; every distinct batch shape (a short last batch) compiles once more.
       config: the run's settings.
       steps_per_epoch: batches per epoch (``len(train_batcher)``), for the schedule.
-      resume: restore the latest checkpoint of ``config.checkpoint_dir``; a missing or
-        unreadable checkpoint raises :class:`CheckpointError`. Without ``resume`` a
-        folder that already holds checkpoints is refused rather than overwritten.
+      resume: restore the latest checkpoint of ``config.checkpoint_dir``; an unreadable
+        latest one is set aside with a warning and the newest intact one restored
+        (unless ``fallback=False``: then it raises :class:`CheckpointError`, as a
+        missing one does). Without ``resume`` a folder that already holds checkpoints
+        is refused rather than overwritten.
+      fallback: see ``resume``; ``False`` for read-only use (evaluating a run).
       epoch_hook: ``epoch_hook(model, epoch)`` called at the start of every epoch
         (also on resuming mid-epoch, so it must depend on ``epoch`` only) on the
         training-mode model; it may change settings such as BatchNorm momentum.
@@ -341,9 +351,11 @@ class Trainer:
         steps_per_epoch: int,
         *,
         resume: bool = False,
+        fallback: bool = True,
         epoch_hook: Callable[[nnx.Module, int], None] | None = None,
         mesh: Mesh | None = None,
     ):
+        self._fallback = fallback
         self.config = config
         self.mesh = distributed.data_mesh() if mesh is None else mesh
         self.loss_fn = loss_fn
@@ -418,7 +430,7 @@ class Trainer:
         self._checkpointer.save(self.step, self._arrays(), meta)
 
     def _restore(self) -> None:
-        arrays, meta = self._checkpointer.restore(self._arrays())
+        arrays, meta = self._checkpointer.restore(self._arrays(), fallback=self._fallback)
         try:
             saved = _optimizer_settings(TrainConfig(**meta["config"]))
         except (KeyError, TypeError, ValueError) as err:
@@ -635,7 +647,7 @@ def load_trained(
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a {task} run record ({err})") from err
-    trainer = Trainer(model, loss_fn, train_config, 1, resume=True)
+    trainer = Trainer(model, loss_fn, train_config, 1, resume=True, fallback=False)
     try:
         return trainer.model(), config
     finally:

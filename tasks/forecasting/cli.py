@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,14 @@ from chiral_tasks.common.cli import (
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
+    add_seeds_arg,
     add_train_args,
     config_from_args,
     default_data,
     for_run,
     positive_int,
     rate,
+    seeds_of,
     train_record,
 )
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
@@ -116,7 +119,7 @@ def _model_config(args, chiral: bool) -> fc.ForecasterConfig:
 
 
 def _train_config(args) -> fc.TrainConfig:
-    return fc.with_schedule(config_from_args(args, fc.QUICK, fc.PAPER))
+    return config_from_args(args, fc.QUICK, fc.PAPER)
 
 
 def _samples(args, *, generate: bool = False):
@@ -195,7 +198,9 @@ def cmd_evaluate(args) -> None:
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
     identity = {"run": str(args.run), "data": data, "tta": args.tta}
     check_output(out, identity, overwrite=args.overwrite)
-    results = {**identity, **fc.evaluate(model, test, tta=args.tta), "environment": environment()}
+    started = time.perf_counter()
+    results = {**identity, **fc.evaluate(model, test, tta=args.tta)}
+    results.update(wall_seconds=time.perf_counter() - started, environment=environment())
     write_results(out, results)
     _print_json(results)
     print(f"wrote {out}")
@@ -245,10 +250,10 @@ def _variant_settings(variant: str) -> dict:
 def run_experiment_command(args, seeds: list[int]) -> dict:
     """Every variant at every seed in the experiment folder ``--out``; writes its
     ``results.json``, ``pck.png`` and ``forecast.gif``; prints the table."""
-    train, test, data = _samples(args, generate=True)
-    print(f"{len(train)} train and {len(test)} test samples from {args.data}", flush=True)
     model_config = _model_config(args, chiral=True)
     config = _train_config(args)
+    train, test, data = _samples(args, generate=True)
+    print(f"{len(train)} train and {len(test)} test samples from {args.data}", flush=True)
     shared = {
         "task": TASK,
         "data": data,
@@ -306,13 +311,11 @@ def run_experiment_command(args, seeds: list[int]) -> dict:
 
 
 def cmd_experiment(args) -> None:
-    if args.seed is not None:
-        raise UsageError("experiment takes --seeds, not --seed")
-    run_experiment_command(args, args.seeds)
+    run_experiment_command(args, seeds_of(args))
 
 
 def cmd_demo(args) -> None:
-    run_experiment_command(args, [0 if args.seed is None else args.seed])
+    run_experiment_command(args, seeds_of(args))
 
 
 # -- registration ---------------------------------------------------------------------
@@ -348,7 +351,7 @@ def register(subparsers) -> None:
         p = add_command(subparsers, name, func, help)
         _add_data_args(p, generated=True)
         if name == "experiment":
-            p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            add_seeds_arg(p)
         _add_model_args(p)
         add_run_args(p, TASK, name)
         add_train_args(p)

@@ -37,7 +37,9 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 }
 """Variant name -> (chiral model, flip augmentation in training)."""
 
-QUICK = TrainConfig(epochs=4, batch_size=256, lr=5e-3, lr_step_factor=0.95, clip_norm=5.0)
+QUICK = TrainConfig(
+    epochs=4, batch_size=256, lr=5e-3, lr_decay=0.95, lr_decay_every=2, clip_norm=5.0
+)
 """CPU-sized training: the paper's optimiser for a few epochs."""
 PAPER = dataclasses.replace(QUICK, epochs=30)
 """The paper's: Adam, lr 0.005 x 0.95 every 2 epochs, clip 5, batch 256, 30 epochs."""
@@ -46,11 +48,6 @@ PAPER_MODEL = ForecasterConfig(hidden=1040)
 
 _VISIBLE_LAYOUT = PENN_ACTION_13.layout(1, negated=())
 _PCK_THRESHOLD = 0.1  # PCK@0.05 of the box length, in normalised units
-
-
-def with_schedule(config: TrainConfig) -> TrainConfig:
-    """``config`` with the rate multiplied by ``lr_step_factor`` every 2 epochs."""
-    return dataclasses.replace(config, lr_steps=tuple(range(2, config.epochs, 2)), lr_decay=1.0)
 
 
 def load_samples(data_dir, observed: int = 2) -> tuple[ForecastSamples, ForecastSamples]:

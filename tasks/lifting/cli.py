@@ -14,11 +14,13 @@ from chiral_tasks.common.cli import (
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
+    add_seeds_arg,
     add_train_args,
     config_from_args,
     default_data,
     positive_int,
     rate,
+    seeds_of,
     train_record,
 )
 from chiral_tasks.common.files import refuse_existing
@@ -30,6 +32,7 @@ from chiral_tasks.lifting.data import camera_sequences, default_split, load_data
 from chiral_tasks.lifting.evaluate import evaluate
 from chiral_tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
 from chiral_tasks.lifting.train import (
+    LENGTH_KEYS,
     PAPER_MODEL,
     PAPER_TRAIN,
     QUICK_MODEL,
@@ -103,17 +106,18 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
         "structured": False if args.flat else None,
     }
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(base, chiral=chiral, **changes)
+    config = dataclasses.replace(base, chiral=chiral, **changes)
+    if any(w % 2 == 0 for w in config.filter_widths):
+        raise UsageError(f"--filter-widths must be odd, got {list(config.filter_widths)}")
+    return config
 
 
 def _checked_model(config: ModelConfig, dataset: formats.LiftingDataset) -> ModelConfig:
-    """``config``, once its sizes are known to fit ``dataset``'s skeleton."""
+    """``config``, once its width is known to fit ``dataset``'s skeleton."""
     try:
         config.width(dataset.skeleton)
     except ValueError as err:
         raise UsageError(f"--channels: {err}") from err
-    if any(w % 2 == 0 for w in config.filter_widths):
-        raise UsageError(f"--filter-widths must be odd, got {list(config.filter_widths)}")
     return config
 
 
@@ -198,7 +202,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         "tta": args.tta,
         "max_steps": args.max_steps,
     }
-    run = open_run(args.out, config, resume=args.resume, overwrite=args.overwrite)
+    run = open_run(
+        args.out, config, resume=args.resume, overwrite=args.overwrite, length_keys=LENGTH_KEYS
+    )
     results = run.results
     if results is None:
         trained = experiments.fit(
@@ -240,14 +246,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"parameters {trained.model.num_params:,}, {sequences.num_frames} frames in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    write_results(out, {**identity, "test": result, "environment": environment()})
+    seconds = time.perf_counter() - started
+    write_results(
+        out, {**identity, "test": result, "wall_seconds": seconds, "environment": environment()}
+    )
     print(f"wrote {out}")
 
 
 def _experiment_inputs(args: argparse.Namespace):
+    """The options checked first, then the dataset (generated when it is the missing
+    default), then the sizes that depend on its skeleton."""
+    model_config = _model_config(args)
+    train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
     dataset, data = _dataset(args, generate=True)
-    model_config = _checked_model(_model_config(args), dataset)
-    return dataset, data, model_config, config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
+    return dataset, data, _checked_model(model_config, dataset), train_config
 
 
 def _compare(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -265,13 +277,11 @@ def _compare(args: argparse.Namespace, seeds: list[int]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _compare(args, [0 if args.seed is None else args.seed])
+    _compare(args, seeds_of(args))
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
-    if args.seed is not None:
-        raise UsageError("experiment takes --seeds, not --seed")
-    _compare(args, args.seeds)
+    _compare(args, seeds_of(args))
 
 
 def cmd_limited(args: argparse.Namespace) -> None:
@@ -352,6 +362,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _add_dataset_args(p, generated=True)
         _add_model_args(p)
         if name == "experiment":
-            p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            add_seeds_arg(p)
         add_run_args(p, TASK, name)
         add_train_args(p)

@@ -24,7 +24,14 @@ from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
 from chiral_tasks.lifting.evaluate import evaluate, predict_sequences
 from chiral_tasks.lifting.plots import plot_pose
-from chiral_tasks.lifting.train import ModelConfig, TrainedModel, load_model, save_model, train
+from chiral_tasks.lifting.train import (
+    LENGTH_KEYS,
+    ModelConfig,
+    TrainedModel,
+    load_model,
+    save_model,
+    train,
+)
 
 VARIANTS = ("chiral", "plain", "plain_tta")
 """The table's rows: the two trained models, and the plain one with flip TTA."""
@@ -164,7 +171,9 @@ def compare(
         return {**score_model(trained, test), "outputs": ["model"]}
 
     cells = grid(seeds, TRAINED, lambda variant: {"model": {"chiral": variant == "chiral"}})
-    top, cells = run_experiment(out, config, cells, run_one, resume=resume, overwrite=overwrite)
+    top, cells = run_experiment(
+        out, config, cells, run_one, resume=resume, overwrite=overwrite, length_keys=LENGTH_KEYS
+    )
     if top.done:
         return top.results
     chiral = load_model(top.folder / f"chiral_seed{seeds[0]}" / "model").model
@@ -252,7 +261,9 @@ def limited_data(
         result = evaluate(trained.model, test)
         return {"test": result, "history": trained.history, "outputs": ["model"]}
 
-    top, results = run_experiment(out, config, cells, run_one, resume=resume, overwrite=overwrite)
+    top, results = run_experiment(
+        out, config, cells, run_one, resume=resume, overwrite=overwrite, length_keys=LENGTH_KEYS
+    )
     if top.done:
         return top.results
     rows = []

@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from chiral_jax.skeletons import Skeleton
+from chiral_tasks.common import run
 from chiral_tasks.common.augment import mirror_where
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
 from chiral_tasks.common.data import Batcher, WindowSampler
@@ -71,6 +72,10 @@ class ModelConfig:
             )
         return self.channels // joints * joints
 
+
+LENGTH_KEYS = run.LENGTH_KEYS - {"train.epochs"}
+"""What ``--resume`` may lengthen: not the epochs, on which the batch-norm momentum
+schedule (:func:`videopose3d_bn_momentum`) depends from the first epoch on."""
 
 QUICK_MODEL = ModelConfig()
 PAPER_MODEL = ModelConfig(filter_widths=(3, 3, 3, 3, 3), channels=1024, dropout=0.25)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 from chiral_tasks.common.cli import (
@@ -19,12 +20,14 @@ from chiral_tasks.common.cli import (
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
+    add_seeds_arg,
     add_train_args,
     config_from_args,
     default_data,
     for_run,
     positive_int,
     probability,
+    seeds_of,
     train_record,
 )
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
@@ -237,6 +240,7 @@ def cmd_evaluate(args) -> None:
     identity = {"run": str(args.run), "split": args.split, "format": args.format}
     identity["fingerprint"] = fingerprint([args.data])
     check_output(out, identity, overwrite=args.overwrite)
+    started = time.perf_counter()
     results = evaluate(
         model,
         split,
@@ -245,7 +249,17 @@ def cmd_evaluate(args) -> None:
         confusion_png=out.with_suffix(".png"),
     )
     name = "chiral" if model.config.chiral else "plain"
-    write_results(out, {**identity, "model": name, **results, "environment": environment()})
+    seconds = time.perf_counter() - started
+    write_results(
+        out,
+        {
+            **identity,
+            "model": name,
+            **results,
+            "wall_seconds": seconds,
+            "environment": environment(),
+        },
+    )
     print(f"{name} on {args.split} ({results['clips']} clips):")
     _report(name, results)
     print(f"wrote {out} and {out.with_suffix('.png')}")
@@ -253,8 +267,9 @@ def cmd_evaluate(args) -> None:
 
 def _run_models(args, seeds: list[int]) -> dict:
     """Both models at each seed in the experiment folder ``--out``; prints the table."""
-    train_split, val_split, names, data = _dataset(args, generate_default=True)
     base = config_from_args(args, QUICK, PAPER)
+    _model_config(args, 2, True)  # the options checked before any data is generated
+    train_split, val_split, names, data = _dataset(args, generate_default=True)
     model_config = _model_config(args, len(names), True)
     shared = _run_config(args, data, names, model_config, base)
 
@@ -293,13 +308,11 @@ def _run_models(args, seeds: list[int]) -> dict:
 
 
 def cmd_demo(args) -> None:
-    _run_models(args, [args.seed if args.seed is not None else 0])
+    _run_models(args, seeds_of(args))
 
 
 def cmd_experiment(args) -> None:
-    if args.seed is not None:
-        raise UsageError("experiment takes --seeds, not --seed")
-    _run_models(args, args.seeds)
+    _run_models(args, seeds_of(args))
 
 
 # -- registration ----------------------------------------------------------------------
@@ -347,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = add_command(subparsers, name, func, help_text)
         _add_format_args(p, generated=True)
         if name == "experiment":
-            p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+            add_seeds_arg(p)
         _add_model_args(p)
         add_run_args(p, TASK, name)
         add_train_args(p)

@@ -274,3 +274,23 @@ def test_the_table_covers_every_task_and_both_kinds_of_error():
     assert len(CASES) >= 30
     assert {c[1] for c in CASES} == {"lifting", "forecasting", "recognition"}
     assert {c[4] for c in CASES} == {1, 2}
+
+
+@pytest.mark.parametrize(
+    "task, option",
+    [
+        ("lifting", ["--filter-widths", "2"]),
+        ("lifting", ["--seeds", "0", "0"]),
+        ("forecasting", ["--hidden", "27"]),
+        ("recognition", ["--window", "0"]),
+        ("recognition", ["--widths", "8", "8", "8", "8"]),
+    ],
+)
+def test_demo_options_are_checked_before_data_is_generated(
+    tmp_path, monkeypatch, capsys, task, option
+):
+    monkeypatch.chdir(tmp_path)
+    command = "experiment" if "--seeds" in option else "demo"
+    assert main([task, command, *option]) == 2
+    assert capsys.readouterr().err.startswith("chiral: error: ")
+    assert not any(tmp_path.iterdir())  # no data generated, no run folder

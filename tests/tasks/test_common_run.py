@@ -133,3 +133,54 @@ def test_chiral_names_the_extra_to_install_when_it_is_missing(monkeypatch, capsy
         "chiral: error: the tasks need the 'tasks' extra: pip install 'chiral_jax[tasks]' "
         "(missing: tqdm)\n"
     )
+
+
+def test_resuming_a_finished_run_for_longer_drops_its_old_results(tmp_path):
+    run = open_run(tmp_path, CONFIG)
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    run.finish({"score": 1.0})
+    longer = open_run(tmp_path, with_epochs(4), resume=True)
+    assert longer.resume and not longer.done
+    assert not (tmp_path / "results.json").exists()
+    # interrupted before finishing: the same longer command resumes, it reuses nothing
+    again = open_run(tmp_path, with_epochs(4))
+    assert again.resume and not again.done
+
+
+def test_resume_never_shortens_a_run(tmp_path):
+    open_run(tmp_path, with_epochs(4))
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    with pytest.raises(RunConflict, match=r"train.epochs was 4, now 2\); choose another --out"):
+        open_run(tmp_path, with_epochs(2), resume=True)
+    capped = {**with_epochs(4), "max_steps": 10}
+    with pytest.raises(RunConflict, match="max_steps was None, now 10"):
+        open_run(tmp_path, capped, resume=True)
+    no_epochs = frozenset({"max_steps"})
+    with pytest.raises(RunConflict, match="choose another --out"):
+        open_run(tmp_path, with_epochs(6), resume=True, length_keys=no_epochs)
+
+
+def test_a_run_that_saved_nothing_restarts_with_the_new_config(tmp_path):
+    open_run(tmp_path, CONFIG)  # e.g. a check that failed before the first step
+    (tmp_path / "checkpoints").mkdir()
+    fresh = open_run(tmp_path, with_epochs(7))
+    assert not fresh.resume
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["train"]["epochs"] == 7
+
+
+def test_overwrite_replaces_an_unreadable_run_record(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    with pytest.raises(RunConflict, match="unreadable run record"):
+        open_run(tmp_path / "run", CONFIG)
+    open_run(tmp_path / "run", CONFIG, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing left aside
+
+
+def test_fingerprints_see_files_moved_between_subfolders(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    (tmp_path / "train" / "clip.json").write_text("{}")
+    before = fingerprint([tmp_path])
+    (tmp_path / "train" / "clip.json").rename(tmp_path / "val" / "clip.json")
+    assert fingerprint([tmp_path]) != before

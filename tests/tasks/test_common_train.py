@@ -394,3 +394,11 @@ def test_chiral_help_exits_zero_and_lists_the_tasks():
     assert done.returncode == 0, done.stderr
     for name in ("lifting", "forecasting", "recognition"):
         assert name in done.stdout
+
+
+def test_decay_every_two_epochs_is_a_staircase():
+    config = TrainConfig(lr=1.0, lr_decay=0.5, lr_decay_every=2)
+    schedule = learning_rate(config, steps_per_epoch=3)
+    assert [float(schedule(s)) for s in (0, 5, 6, 11, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    with pytest.raises(ValueError, match="lr_decay_every must be >= 1"):
+        TrainConfig(lr_decay_every=0)
