@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from chiral_tasks.common import distributed
@@ -141,6 +142,18 @@ def add_data_args(parser: argparse.ArgumentParser, task: str, *, help: str) -> N
 
 def default_data(task: str) -> str:
     return os.path.join("data", task)
+
+
+def generate_if_missing(
+    args: argparse.Namespace, task: str, generate: Callable[[Path], object], what: str
+) -> None:
+    """Write the generated dataset into ``--data`` when that is the task's default folder
+    and it is missing, so ``demo`` and ``experiment`` run out of the box; a folder the
+    user named is never generated into."""
+    folder = Path(args.data)
+    if args.data == default_data(task) and not folder.exists():
+        print(f"generating {what} into {folder} ...", flush=True)
+        generate(folder)
 
 
 def add_run_args(parser: argparse.ArgumentParser, task: str, command: str) -> None:

@@ -33,6 +33,7 @@ from chiral_tasks.common.cli import (
     config_from_args,
     default_data,
     for_run,
+    generate_if_missing,
     positive_int,
     rate,
     seeds_of,
@@ -125,10 +126,12 @@ def _train_config(args) -> fc.TrainConfig:
 def _samples(args, *, generate: bool = False):
     """The train and test samples of ``--data`` (the default folder generated first when
     missing) and the data's record for the run config."""
+    if generate:
+        videos = synth.SynthConfig.num_videos
+        generate_if_missing(
+            args, TASK, lambda f: synth.generate(f, progress=True), f"{videos} Penn Action videos"
+        )
     data = Path(args.data)
-    if generate and args.data == default_data(TASK) and not data.exists():
-        print(f"generating {synth.SynthConfig.num_videos} videos into {data}", flush=True)
-        synth.generate(data, synth.SynthConfig(), progress=True)
     if not data.is_dir():
         raise FileNotFoundError(f"{data}: no such labels folder")
     train, test = fc.load_samples(data, args.observed)

@@ -18,6 +18,7 @@ from chiral_tasks.common.cli import (
     add_train_args,
     config_from_args,
     default_data,
+    generate_if_missing,
     positive_int,
     rate,
     seeds_of,
@@ -124,13 +125,14 @@ def _checked_model(config: ModelConfig, dataset: formats.LiftingDataset) -> Mode
 def _dataset(args: argparse.Namespace, *, generate: bool = False):
     """The dataset of ``--data`` (generated first when it is the missing default folder),
     and its record for the run config: the files it was read from and their fingerprint."""
+    if generate:
+        generate_if_missing(
+            args, TASK, lambda f: write_dataset(SynthConfig(), f), "the synthetic Human3.6M dataset"
+        )
     path = Path(args.data)
-    if args.data_2d is None and path.is_dir() or not path.exists():
-        if not path.exists() and generate and args.data == default_data(TASK):
-            print(f"generating the synthetic Human3.6M dataset into {path} ...", flush=True)
-            write_dataset(SynthConfig(), path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such dataset file or folder")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such dataset file or folder")
+    if path.is_dir() and args.data_2d is None:
         found = [path / name for name in OURS if (path / name).is_file()]
         if len(found) != 1:
             raise FileNotFoundError(

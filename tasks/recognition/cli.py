@@ -25,6 +25,7 @@ from chiral_tasks.common.cli import (
     config_from_args,
     default_data,
     for_run,
+    generate_if_missing,
     positive_int,
     probability,
     seeds_of,
@@ -144,10 +145,9 @@ def _load(args, split: str) -> data_io.Split:
 def _dataset(args, *, generate_default: bool = False):
     """The train and val splits of ``--data`` (the default folder generated first when
     missing), the class names, and the data's record for the run config."""
+    if generate_default:
+        generate_if_missing(args, TASK, generate, "the procedural Kinetics-skeleton dataset")
     folder = Path(args.data)
-    if generate_default and args.data == default_data(TASK) and not folder.exists():
-        print(f"generating the procedural dataset into {folder}", flush=True)
-        generate(folder, SynthConfig())
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such dataset folder")
     train_split, val_split = _load(args, "train"), _load(args, "val")
