@@ -76,24 +76,25 @@ class ChiralBatchNorm(nnx.Module):
         self._scale_gen = ChiralGenerator(layout.unsigned(), layout.unsigned())
         key = rngs.params()
 
-        def free(gen: ChiralGenerator, init) -> nnx.Dict:
-            blocks = gen.select_bias(init(key, (n,), param_dtype))
-            return nnx.Dict({k: ChiralParam(v) for k, v in blocks.items()})
+        def free(gen: ChiralGenerator, init) -> ChiralParam:
+            drawn = init(key, (n,), param_dtype)
+            return ChiralParam(jnp.asarray(gen.pack(gen.select_bias(drawn), "bias")))
 
-        self.scale_blocks = free(self._scale_gen, scale_init) if use_scale else None
-        self.bias_blocks = free(self._offset_gen, bias_init) if use_bias else None
+        # The free entries, packed (ChiralGenerator.pack); None where switched off.
+        self.free_scale = free(self._scale_gen, scale_init) if use_scale else None
+        self.free_offset = free(self._offset_gen, bias_init) if use_bias else None
 
     def scale(self) -> jax.Array | None:
         """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
-        if self.scale_blocks is None:
+        if self.free_scale is None:
             return None
-        return self._scale_gen.assemble_bias({k: v[...] for k, v in self.scale_blocks.items()})
+        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
 
     def offset(self) -> jax.Array | None:
         """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
-        if self.bias_blocks is None:
+        if self.free_offset is None:
             return None
-        return self._offset_gen.assemble_bias({k: v[...] for k, v in self.bias_blocks.items()})
+        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
 
     def _mirror_stats(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         axes = tuple(range(x.ndim - 1))

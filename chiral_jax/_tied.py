@@ -65,17 +65,20 @@ class TiedKernel(nnx.Module):
         params = self.generator.init(
             rngs.params(), kernel_init, bias_init if use_bias else None, param_dtype
         )
-        self.kernel_blocks = nnx.Dict({k: ChiralParam(v) for k, v in params.kernel.items()})
-        self.bias_blocks = (
-            nnx.Dict({k: ChiralParam(v) for k, v in params.bias.items()}) if use_bias else None
+        # The free blocks, each packed into one vector (ChiralGenerator.pack).
+        self.free_kernel = ChiralParam(jnp.asarray(self.generator.pack(params.kernel)))
+        self.free_bias = (
+            ChiralParam(jnp.asarray(self.generator.pack(params.bias, "bias")))
+            if use_bias
+            else None
         )
 
     def free_params(self) -> ChiralParams:
-        """The free blocks' current values as a :class:`ChiralParams` pytree."""
-        kernel = {k: v[...] for k, v in self.kernel_blocks.items()}
+        """The free blocks' current values, by name, as a :class:`ChiralParams` pytree."""
+        kernel = self.generator.unpack(self.free_kernel[...])
         bias = None
-        if self.bias_blocks is not None:
-            bias = {k: v[...] for k, v in self.bias_blocks.items()}
+        if self.free_bias is not None:
+            bias = self.generator.unpack(self.free_bias[...], "bias")
         return ChiralParams(kernel, bias)
 
     def dense_kernel(self) -> tuple[jax.Array, jax.Array | None]:
@@ -83,7 +86,11 @@ class TiedKernel(nnx.Module):
 
         Shapes: kernel ``(*lead, n_in, n_out)``, bias ``(n_out,)`` (None without bias).
         """
-        return self.generator.assemble(self.free_params())
+        kernel = self.generator.assemble_packed(self.free_kernel[...])
+        bias = None
+        if self.free_bias is not None:
+            bias = self.generator.assemble_packed(self.free_bias[...], "bias")
+        return kernel, bias
 
     def eigen_kernel(self) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """The tied kernel in the even/odd basis: ``(A, B, bias_plus)``.
@@ -146,14 +153,14 @@ class TiedKernel(nnx.Module):
 
     def load_dense(self, kernel: jax.Array, bias: jax.Array | None = None) -> None:
         """Set the free blocks to the orthogonal projection of a plain kernel (and bias)."""
-        if bias is not None and self.bias_blocks is None:
+        if bias is not None and self.free_bias is None:
             raise ValueError("this layer has no bias (use_bias=False) but a bias was given")
         params = self.generator.project(kernel, bias)
-        for k, v in params.kernel.items():
-            self.kernel_blocks[k][...] = v.astype(self.kernel_blocks[k][...].dtype)
+        packed = self.generator.pack(params.kernel)
+        self.free_kernel[...] = packed.astype(self.free_kernel[...].dtype)
         if params.bias is not None:
-            for k, v in params.bias.items():
-                self.bias_blocks[k][...] = v.astype(self.bias_blocks[k][...].dtype)
+            packed = self.generator.pack(params.bias, "bias")
+            self.free_bias[...] = packed.astype(self.free_bias[...].dtype)
 
     @property
     def num_free_params(self) -> int:

@@ -26,9 +26,12 @@ groups, with optional leading axes (the taps of a convolution). Biases tie as
 ``b[sigma(j)] = s(j) * b[j]``: free blocks ``l`` (left joints, all dims) and
 ``cp``; ``b_cn = 0``.
 
-Assembly only concatenates blocks and multiplies by signs (no gathers from a
-flat vector); skeleton layouts whose joints are not in ``[left, right, centre]``
-order, or whose negated dims do not come first, cost one static permutation.
+:meth:`ChiralGenerator.assemble_kernel` defines the tying on named blocks
+(concatenations and sign flips). Layers store the blocks packed into one vector
+(:meth:`~ChiralGenerator.pack`) and assemble with one gather from a precomputed
+signed index (:meth:`~ChiralGenerator.assemble_packed`), derived from that
+definition and cached per generator; layouts in any joint or dim order cost nothing
+extra.
 """
 
 from __future__ import annotations
@@ -73,28 +76,33 @@ def _canonical_order(layout: ChiralLayout) -> tuple[np.ndarray, np.ndarray]:
     return joints, dims
 
 
+def _xp(*arrays):
+    """NumPy for NumPy arrays (the assembly index is computed without JAX), else jnp."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
+
+
 def _to_layout_order(x, layout: ChiralLayout, joint_axis: int, dim_axis: int):
     """Reorder canonical joint/dim axes into the layout's own order (no-op when canonical)."""
     if layout.is_canonical:
         return x
+    xp = _xp(x)
     joints, dims = _canonical_order(layout)
-    x = jnp.take(x, np.argsort(joints), axis=joint_axis)
-    return jnp.take(x, np.argsort(dims), axis=dim_axis)
+    x = xp.take(x, np.argsort(joints), axis=joint_axis)
+    return xp.take(x, np.argsort(dims), axis=dim_axis)
 
 
 def _to_canonical_order(x, layout: ChiralLayout, joint_axis: int, dim_axis: int):
     if layout.is_canonical:
         return x
+    xp = _xp(x)
     joints, dims = _canonical_order(layout)
-    x = jnp.take(x, joints, axis=joint_axis)
-    return jnp.take(x, dims, axis=dim_axis)
+    x = xp.take(x, joints, axis=joint_axis)
+    return xp.take(x, dims, axis=dim_axis)
 
 
-def _canonical_signs(layout: ChiralLayout, dtype) -> jax.Array:
+def _canonical_signs(layout: ChiralLayout, dtype, xp=jnp) -> jax.Array:
     n = len(layout.negated)
-    return jnp.concatenate(
-        [-jnp.ones((n,), dtype), jnp.ones((layout.dims - n,), dtype)]
-    )
+    return xp.concatenate([-xp.ones((n,), dtype), xp.ones((layout.dims - n,), dtype)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,11 +193,12 @@ class ChiralGenerator:
         """Tie the free blocks into the full kernel, shape ``(*lead, n_in, n_out)``."""
         self._check_blocks(blocks, self.kernel_shapes(), "kernel")
         lo, li = self.layout_out, self.layout_in
-        dtype = jnp.result_type(*blocks.values())
+        xp = _xp(*blocks.values())
+        dtype = xp.result_type(*blocks.values())
         lead = self.lead
 
         def zeros(r: str, c: str):
-            return jnp.zeros(
+            return xp.zeros(
                 (*lead, _joint_group(lo, r[0]), _dim_group(lo, r[1]),
                  _joint_group(li, c[0]), _dim_group(li, c[1])),
                 dtype,
@@ -202,13 +211,14 @@ class ChiralGenerator:
         def row(r: str, cols: tuple[str, ...]):
             # One output group against canonical input columns [l, r, c] x [n, p].
             per_joint = [
-                jnp.concatenate([get(r, j + "n"), get(r, j + "p")], axis=-1) for j in cols
+                xp.concatenate([get(r, j + "n"), get(r, j + "p")], axis=-1) for j in cols
             ]
-            return jnp.concatenate(per_joint, axis=-2) if len(per_joint) > 1 else per_joint[0]
+            return xp.concatenate(per_joint, axis=-2) if len(per_joint) > 1 else per_joint[0]
 
         # Sign of each (out dim, in dim) entry pair, broadcast over (*lead, Jo, Do, Ji, Di).
         signs = (
-            _canonical_signs(lo, dtype)[:, None, None] * _canonical_signs(li, dtype)[None, None, :]
+            _canonical_signs(lo, dtype, xp)[:, None, None]
+            * _canonical_signs(li, dtype, xp)[None, None, :]
         )
         signs = signs.reshape((1,) * (len(lead) + 1) + signs.shape)
         n_left_in = len(li.left)
@@ -216,30 +226,30 @@ class ChiralGenerator:
         def mirror_rows(k):
             # Right rows from left rows (centre rows' right columns from their left ones):
             # W[sigma(i), sigma(j)] = s_out(i) s_in(j) W[i, j].
-            swapped = jnp.concatenate(
+            swapped = xp.concatenate(
                 [k[..., n_left_in : 2 * n_left_in, :], k[..., :n_left_in, :],
                  k[..., 2 * n_left_in :, :]],
                 axis=-2,
             )
             return signs * swapped
 
-        left_rows = jnp.concatenate([row("ln", "lrc"), row("lp", "lrc")], axis=-3)
-        centre_left = jnp.concatenate([row("cn", "l"), row("cp", "l")], axis=-3)
-        centre_centre = jnp.concatenate(
+        left_rows = xp.concatenate([row("ln", "lrc"), row("lp", "lrc")], axis=-3)
+        centre_left = xp.concatenate([row("cn", "l"), row("cp", "l")], axis=-3)
+        centre_centre = xp.concatenate(
             [
-                jnp.concatenate([get("cn", "cn"), zeros("cn", "cp")], axis=-1),
-                jnp.concatenate([zeros("cp", "cn"), get("cp", "cp")], axis=-1),
+                xp.concatenate([get("cn", "cn"), zeros("cn", "cp")], axis=-1),
+                xp.concatenate([zeros("cp", "cn"), get("cp", "cp")], axis=-1),
             ],
             axis=-3,
         )
         centre_right = signs * centre_left
-        centre_rows = jnp.concatenate([centre_left, centre_right, centre_centre], axis=-2)
-        kernel = jnp.concatenate([left_rows, mirror_rows(left_rows), centre_rows], axis=-4)
+        centre_rows = xp.concatenate([centre_left, centre_right, centre_centre], axis=-2)
+        kernel = xp.concatenate([left_rows, mirror_rows(left_rows), centre_rows], axis=-4)
         # (*lead, Jo, Do, Ji, Di) -> layout order -> (*lead, Ji*Di, Jo*Do).
         nl = len(lead)
         kernel = _to_layout_order(kernel, lo, nl, nl + 1)
         kernel = _to_layout_order(kernel, li, nl + 2, nl + 3)
-        kernel = jnp.moveaxis(kernel, (nl + 2, nl + 3), (nl, nl + 1))
+        kernel = xp.moveaxis(kernel, (nl + 2, nl + 3), (nl, nl + 1))
         return kernel.reshape(self.kernel_shape)
 
     def assemble_bias(self, blocks: dict[str, jax.Array]) -> jax.Array:
@@ -247,11 +257,12 @@ class ChiralGenerator:
         self._check_blocks(blocks, self.bias_shapes(), "bias")
         lo = self.layout_out
         left = blocks["l"]
-        s_out = _canonical_signs(lo, left.dtype)[None, :]
-        centre = jnp.concatenate(
-            [jnp.zeros((len(lo.centre), len(lo.negated)), left.dtype), blocks["cp"]], axis=-1
+        xp = _xp(left, blocks["cp"])
+        s_out = _canonical_signs(lo, left.dtype, xp)[None, :]
+        centre = xp.concatenate(
+            [xp.zeros((len(lo.centre), len(lo.negated)), left.dtype), blocks["cp"]], axis=-1
         )
-        bias = jnp.concatenate([left, s_out * left, centre], axis=0)
+        bias = xp.concatenate([left, s_out * left, centre], axis=0)
         return _to_layout_order(bias, lo, 0, 1).reshape(lo.size)
 
     def assemble(self, params: ChiralParams) -> tuple[jax.Array, jax.Array | None]:
@@ -259,6 +270,56 @@ class ChiralGenerator:
         kernel = self.assemble_kernel(params.kernel)
         bias = None if params.bias is None else self.assemble_bias(params.bias)
         return kernel, bias
+
+    # -- packed storage ---------------------------------------------------------------
+    #
+    # A layer stores its free blocks packed into one vector (``block_names`` order, each
+    # block flattened): one parameter per layer keeps the optimiser and the gradient
+    # program small, and the tied kernel is one gather from it with a precomputed index.
+
+    def pack(self, blocks: dict[str, jax.Array], what: str = "kernel") -> jax.Array:
+        """The free blocks (``what``: ``"kernel"`` or ``"bias"``) as one flat vector."""
+        shapes = self._shapes(what)
+        self._check_blocks(blocks, shapes, what)
+        xp = _xp(*blocks.values())
+        return xp.concatenate([xp.ravel(blocks[name]) for name in shapes])
+
+    def unpack(self, packed: jax.Array, what: str = "kernel") -> dict[str, jax.Array]:
+        """The named free blocks (views) of a packed vector: the inverse of :meth:`pack`."""
+        shapes = self._shapes(what)
+        sizes = [math.prod(s) for s in shapes.values()]
+        if packed.shape != (sum(sizes),):
+            raise ValueError(
+                f"packed {what} has shape {packed.shape}, expected ({sum(sizes)},) for "
+                f"{self.layout_in.size} -> {self.layout_out.size} channels"
+            )
+        ends = np.cumsum(sizes)
+        bounds = zip(ends - np.asarray(sizes, int), ends, strict=True)
+        return {
+            name: packed[start:stop].reshape(shape)
+            for (name, shape), (start, stop) in zip(shapes.items(), bounds, strict=True)
+        }
+
+    def assemble_packed(self, packed: jax.Array, what: str = "kernel") -> jax.Array:
+        """:meth:`assemble_kernel` (or ``assemble_bias``) of a packed vector, as one gather.
+
+        Every entry of a tied kernel is a free value, its negation or zero, so the
+        kernel is ``[v, -v, 0][index]`` for an index computed once per generator
+        (:func:`_signed_index`). Same values as the block assembly, bit for bit.
+        """
+        index = _signed_index(self, what)
+        n = sum(math.prod(s) for s in self._shapes(what).values())
+        if packed.shape != (n,):
+            raise ValueError(f"packed {what} has shape {packed.shape}, expected ({n},)")
+        table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
+        return jnp.take(table, index, unique_indices=False, indices_are_sorted=False)
+
+    def _shapes(self, what: str) -> dict[str, tuple[int, ...]]:
+        if what == "kernel":
+            return self.kernel_shapes()
+        if what == "bias":
+            return self.bias_shapes()
+        raise ValueError(f"what must be 'kernel' or 'bias', got {what!r}")
 
     # -- reading blocks back ----------------------------------------------------------
 
@@ -287,7 +348,8 @@ class ChiralGenerator:
     def select_bias(self, bias: jax.Array) -> dict[str, jax.Array]:
         """Read the free bias blocks (``l``, ``cp``) out of a full bias ``[n_out]``."""
         lo = self.layout_out
-        b = _to_canonical_order(jnp.asarray(bias).reshape(lo.num_joints, lo.dims), lo, 0, 1)
+        bias = bias if isinstance(bias, np.ndarray) else jnp.asarray(bias)
+        b = _to_canonical_order(bias.reshape(lo.num_joints, lo.dims), lo, 0, 1)
         return {
             "l": b[_group_slice(lo, "l", "joint")],
             "cp": b[_group_slice(lo, "c", "joint"), _group_slice(lo, "p", "dim")],
@@ -359,24 +421,32 @@ class ChiralGenerator:
         are rescaled by :meth:`row_fan_in_scale`, so variance-scaling initialisers
         give unit-variance outputs for unit-variance inputs, as in the plain layer.
 
-        The draw and the selection run as one compiled program, cached per
-        (generator, initialisers, dtype): building many equal layers compiles once.
+        The selection runs in NumPy on the drawn kernel (no compilation: building a
+        model is quick); under a trace (a model built inside ``jit`` or ``eval_shape``)
+        it runs as JAX ops.
         """
-        try:
-            draw = _compiled_init(self, kernel_init, bias_init, dtype)
-        except TypeError:  # unhashable initialiser: compile this draw alone
-            draw = jax.jit(functools.partial(_draw, self, kernel_init, bias_init, dtype))
-        return draw(key)
+        k_kernel, k_bias = jax.random.split(key)
+        kernel = _concrete(kernel_init(k_kernel, self.kernel_shape, dtype))
+        scale = self.row_fan_in_scale()
+        blocks = {
+            name: (b * scale[name.split(",")[0]]).astype(dtype)
+            for name, b in self.select_kernel(kernel).items()
+        }
+        bias = None
+        if bias_init is not None:
+            bias = self.select_bias(_concrete(bias_init(k_bias, (self.layout_out.size,), dtype)))
+        return ChiralParams(blocks, bias)
 
     # -- helpers ----------------------------------------------------------------------
 
     def _canonical_kernel(self, kernel: jax.Array) -> jax.Array:
-        kernel = jnp.asarray(kernel)
+        kernel = kernel if isinstance(kernel, np.ndarray) else jnp.asarray(kernel)
+        xp = _xp(kernel)
         if kernel.shape != self.kernel_shape:
             raise ValueError(f"kernel has shape {kernel.shape}, expected {self.kernel_shape}")
         li, lo, nl = self.layout_in, self.layout_out, len(self.lead)
         k = kernel.reshape(*self.lead, li.num_joints, li.dims, lo.num_joints, lo.dims)
-        k = jnp.moveaxis(k, (nl, nl + 1), (nl + 2, nl + 3))
+        k = xp.moveaxis(k, (nl, nl + 1), (nl + 2, nl + 3))
         k = _to_canonical_order(k, lo, nl, nl + 1)
         return _to_canonical_order(k, li, nl + 2, nl + 3)
 
@@ -394,20 +464,28 @@ class ChiralGenerator:
                 )
 
 
-def _draw(gen: ChiralGenerator, kernel_init, bias_init, dtype, key) -> ChiralParams:
-    k_kernel, k_bias = jax.random.split(key)
-    blocks = gen.select_kernel(kernel_init(k_kernel, gen.kernel_shape, dtype))
-    scale = gen.row_fan_in_scale()
-    blocks = {name: (b * scale[name.split(",")[0]]).astype(dtype) for name, b in blocks.items()}
-    bias = None
-    if bias_init is not None:
-        bias = gen.select_bias(bias_init(k_bias, (gen.layout_out.size,), dtype))
-    return ChiralParams(blocks, bias)
+@functools.lru_cache(maxsize=256)
+def _signed_index(gen: ChiralGenerator, what: str) -> np.ndarray:
+    """Where each entry of the assembled kernel (or bias) comes from, shape as assembled.
+
+    With ``n`` packed free values, entry ``i`` is ``table[index[i]]`` for
+    ``table = [v (n), -v (n), 0]``. Found by assembling the ids ``1..n`` (int32, in NumPy:
+    exact and quick) through the block assembly, which stays the one definition of the
+    tying.
+    """
+    shapes = gen._shapes(what)
+    sizes = [math.prod(s) for s in shapes.values()]
+    n = sum(sizes)
+    ids = np.arange(1, n + 1, dtype=np.int32)
+    blocks = gen.unpack(ids, what)
+    full = gen.assemble_kernel(blocks) if what == "kernel" else gen.assemble_bias(blocks)
+    index = np.where(full > 0, full - 1, np.where(full < 0, n - full - 1, 2 * n))
+    return index.astype(np.int32)
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled_init(gen: ChiralGenerator, kernel_init, bias_init, dtype):
-    return jax.jit(functools.partial(_draw, gen, kernel_init, bias_init, dtype))
+def _concrete(x: jax.Array):
+    """``x`` as a NumPy array when it holds values (not under a trace)."""
+    return x if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
 
 def _group_slice(layout: ChiralLayout, g: str, kind: str) -> slice:

@@ -95,7 +95,8 @@ def test_gradients_reach_every_gate_after_many_steps(cell):
     for layer in range(2):
         g = grads["cells"][layer]
         for path in ("input_gates", "hidden_gates"):
-            blocks = g[path]["kernel_blocks"]
+            gates = getattr(rnn.cells[layer], path).generator
+            blocks = gates.unpack(g[path]["free_kernel"][...])
             # Gate layouts stack the gates per joint: dims_out = n_gates * D, all unsigned ("lp").
             for k, name in enumerate(gate_names):
                 norm = sum(
