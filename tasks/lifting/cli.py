@@ -27,9 +27,10 @@ from chiral_tasks.common.cli import (
 from chiral_tasks.common.files import refuse_existing
 from chiral_tasks.common.results import write_results
 from chiral_tasks.common.run import check_output, environment, fingerprint, open_run
-from chiral_tasks.lifting import experiments, formats
+from chiral_tasks.lifting import experiments
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
+from chiral_tasks.lifting.dataset import LiftingDataset
 from chiral_tasks.lifting.evaluate import evaluate
 from chiral_tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
 from chiral_tasks.lifting.train import (
@@ -41,6 +42,7 @@ from chiral_tasks.lifting.train import (
     ModelConfig,
     load_model,
 )
+from chiral_tasks.lifting.videopose3d import convert_videopose3d
 
 TASK = "lifting"
 OURS = ("h36m.npz", "humaneva15.npz")
@@ -113,7 +115,7 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
     return config
 
 
-def _checked_model(config: ModelConfig, dataset: formats.LiftingDataset) -> ModelConfig:
+def _checked_model(config: ModelConfig, dataset: LiftingDataset) -> ModelConfig:
     """``config``, once its width is known to fit ``dataset``'s skeleton."""
     try:
         config.width(dataset.skeleton)
@@ -148,7 +150,7 @@ def _dataset(args: argparse.Namespace, *, generate: bool = False):
     return dataset, record
 
 
-def _split(args: argparse.Namespace, dataset: formats.LiftingDataset):
+def _split(args: argparse.Namespace, dataset: LiftingDataset):
     train_subjects, test_subjects = default_split(dataset)
     return args.train_subjects or train_subjects, args.test_subjects or test_subjects
 
@@ -175,7 +177,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_convert(args: argparse.Namespace) -> None:
     if not args.overwrite:
         refuse_existing(Path(args.out).parent, [args.out])
-    dataset = formats.convert_videopose3d(
+    dataset = convert_videopose3d(
         args.data_3d,
         args.data_2d,
         args.out,

@@ -20,8 +20,8 @@ from chiral_tasks.common.cli import for_run, train_record
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, plot_curves
 from chiral_tasks.common.run import Run, grid, run_experiment
 from chiral_tasks.common.train import TrainConfig
-from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
+from chiral_tasks.lifting.dataset import LiftingDataset
 from chiral_tasks.lifting.evaluate import evaluate, predict_sequences
 from chiral_tasks.lifting.plots import plot_pose
 from chiral_tasks.lifting.train import (
@@ -131,7 +131,7 @@ def draw_test_pose(model, dataset, test_subjects, path: Path) -> None:
 
 
 def compare(
-    dataset: formats.LiftingDataset,
+    dataset: LiftingDataset,
     model_config: ModelConfig,
     train_config: TrainConfig,
     out: Path,
@@ -204,7 +204,7 @@ def _setting_folder(label: str) -> str:
 
 
 def limited_data(
-    dataset: formats.LiftingDataset,
+    dataset: LiftingDataset,
     model_config: ModelConfig,
     train_config: TrainConfig,
     out: Path,

@@ -5,10 +5,10 @@ with Human3.6M-like cameras and adds detector-like 2D noise; :func:`write_datase
 writes the result three ways, so that every loader is exercised end to end:
 
 - VideoPose3D's pickled pair ``data_3d_<ds>.npz`` (Human3.6M: 32-joint arrays, our
-  17 joints at :data:`formats.H36M_KEPT_JOINTS`, the other 15 plausible filler)
+  17 joints at :data:`videopose3d.H36M_KEPT_JOINTS`, the other 15 plausible filler)
   and ``data_2d_<ds>_<detector>.npz`` (a few more 2D frames than mocap frames, as
   real detections have), plus ``cameras_<ds>.json`` (:mod:`chiral_tasks.lifting.cameras`);
-- our pickle-free ``<ds>.npz`` (:func:`formats.save_npz`), the same data.
+- our pickle-free ``<ds>.npz`` (:func:`npz.save_npz`), the same data.
 
 Human3.6M: subjects S1 S5 S6 S7 S8 S9 S11 (each with its own body and cameras),
 50 fps, four cameras, two trials per action ("Walking", "Walking 1"). HumanEva-I:
@@ -30,8 +30,10 @@ from chiral_jax.skeletons import H36M_17, HUMANEVA_15
 from chiral_tasks.common.camera import Camera, make_cameras, project_to_pixels
 from chiral_tasks.common.files import atomic_path, refuse_existing
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
-from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.cameras import save_cameras_json
+from chiral_tasks.lifting.dataset import LiftingDataset, Recording, SubjectData
+from chiral_tasks.lifting.npz import save_npz
+from chiral_tasks.lifting.videopose3d import DATASET_FPS, H36M_KEPT_JOINTS
 
 H36M_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 H36M_ACTIONS = {
@@ -159,19 +161,19 @@ def _sequences(config: SynthConfig):
                         yield f"{split}/{subject}", index, f"{name} chunk{chunk}", action
 
 
-def generate_dataset(config: SynthConfig = SynthConfig()) -> tuple[formats.LiftingDataset, dict]:
+def generate_dataset(config: SynthConfig = SynthConfig()) -> tuple[LiftingDataset, dict]:
     """The synthetic dataset and its raw detections.
 
     Returns:
-      ``(dataset, detections)``: the :class:`formats.LiftingDataset` (2D trimmed to
+      ``(dataset, detections)``: the :class:`LiftingDataset` (2D trimmed to
       the mocap length) and ``detections[subject][action]``, the list of per-camera
       (T + EXTRA_2D_FRAMES, J, 2) pixel arrays as a detector file holds them.
     """
     skeleton = H36M_17 if config.dataset == H36M_17.name else HUMANEVA_15
-    fps = formats.DATASET_FPS[skeleton.name]
+    fps = DATASET_FPS[skeleton.name]
     names = H36M_SUBJECTS if config.dataset == H36M_17.name else HUMANEVA_SUBJECTS
     bodies = make_subjects(max(int(s[1:]) for s in names), seed=config.seed)
-    recordings: dict[str, dict[str, formats.Recording]] = {}
+    recordings: dict[str, dict[str, Recording]] = {}
     detections: dict[str, dict[str, list[np.ndarray]]] = {}
     cameras: dict[str, list[Camera]] = {}
     for subject, _, name, action in _sequences(config):
@@ -192,10 +194,10 @@ def generate_dataset(config: SynthConfig = SynthConfig()) -> tuple[formats.Lifti
             for cam in cameras[subject]
         ]
         detections.setdefault(subject, {})[name] = views
-        rec = formats.Recording(world[: config.frames], tuple(v[: config.frames] for v in views))
+        rec = Recording(world[: config.frames], tuple(v[: config.frames] for v in views))
         recordings.setdefault(subject, {})[name] = rec
-    subjects = {s: formats.SubjectData(recs, tuple(cameras[s])) for s, recs in recordings.items()}
-    return formats.LiftingDataset(skeleton.name, fps, skeleton, subjects), detections
+    subjects = {s: SubjectData(recs, tuple(cameras[s])) for s, recs in recordings.items()}
+    return LiftingDataset(skeleton.name, fps, skeleton, subjects), detections
 
 
 # -- Human3.6M's 32 mocap joints ---------------------------------------------------------
@@ -218,12 +220,12 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def to_h36m_32(positions: np.ndarray) -> np.ndarray:
     """Our 17 Human3.6M joints (T, 17, 3) -> the 32-joint mocap layout (T, 32, 3).
 
-    The 17 joints go to :data:`formats.H36M_KEPT_JOINTS`; the others (toes, hand
+    The 17 joints go to :data:`videopose3d.H36M_KEPT_JOINTS`; the others (toes, hand
     sites, duplicate joints) are placed plausibly near them.
     """
     T = positions.shape[0]
     out = np.zeros((T, 32, 3), dtype=positions.dtype)
-    out[:, list(formats.H36M_KEPT_JOINTS)] = positions
+    out[:, list(H36M_KEPT_JOINTS)] = positions
     right = positions[:, 1] - positions[:, 4]
     forward = _unit(np.cross([0.0, 0.0, 1.0], right))
     for index, source, kind in _H36M_FILLER:
@@ -258,7 +260,7 @@ def output_paths(dataset: str, folder: str | os.PathLike) -> dict[str, Path]:
 
 
 def write_videopose3d(
-    dataset: formats.LiftingDataset, detections: dict, folder: str | os.PathLike
+    dataset: LiftingDataset, detections: dict, folder: str | os.PathLike
 ) -> tuple[Path, Path, Path]:
     """Write VideoPose3D's pickled 3D and 2D files and the cameras JSON into ``folder``.
 
@@ -307,5 +309,5 @@ def write_dataset(
         refuse_existing(folder, paths.values())
     dataset, detections = generate_dataset(config)
     write_videopose3d(dataset, detections, folder)
-    formats.save_npz(dataset, paths["ours"])
+    save_npz(dataset, paths["ours"])
     return paths

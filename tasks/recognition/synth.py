@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from chiral_jax.skeletons import OPENPOSE_18
+from chiral_tasks.common.actions import ACTIONS
 from chiral_tasks.common.camera import look_at, project_to_2d, world_to_camera
 from chiral_tasks.common.files import atomic_path, refuse_existing
-from chiral_tasks.common.motion import ACTIONS, make_subjects, simulate, to_skeleton
+from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
 from chiral_tasks.recognition.kinetics import (
     load_kinetics_dir,
     save_npy_split,
@@ -75,7 +76,7 @@ class SynthConfig:
     """What to generate.
 
     Args:
-      classes: action names from :data:`chiral_tasks.common.motion.ACTIONS`, one per class.
+      classes: action names from :data:`chiral_tasks.common.actions.ACTIONS`, one per class.
       clips_per_class: clips per class over both splits.
       val_fraction: the share of each class's clips in the validation split.
       min_frames, max_frames: clip length range (frames at 30 fps).

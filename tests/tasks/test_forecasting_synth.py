@@ -35,7 +35,7 @@ def test_files_round_trip_through_the_loader(generated):
 
 
 def test_every_penn_class_maps_to_a_motion_and_splits_are_balanced():
-    from chiral_tasks.common.motion import ACTIONS
+    from chiral_tasks.common.actions import ACTIONS
 
     assert set(synth.PENN_TO_MOTION) == set(penn.PENN_ACTIONS)
     assert set(synth.PENN_TO_MOTION.values()) <= set(ACTIONS)

@@ -10,9 +10,9 @@ from flax import nnx
 
 from chiral_jax.skeletons import H36M_17
 from chiral_tasks.cli import build_parser, main
-from chiral_tasks.lifting import formats
 from chiral_tasks.lifting.cli import _model_config
 from chiral_tasks.lifting.data import camera_sequences
+from chiral_tasks.lifting.npz import load_npz
 from chiral_tasks.lifting.train import (
     ModelConfig,
     TrainConfig,
@@ -64,7 +64,7 @@ def _tiny(chiral: bool) -> ModelConfig:
 
 
 def test_interrupted_training_resumes_to_the_same_model(data, tmp_path):
-    dataset = formats.load_npz(data / "h36m.npz")
+    dataset = load_npz(data / "h36m.npz")
     sequences = camera_sequences(dataset, ["S1"])
     config = TrainConfig(
         epochs=2, batch_size=128, lr=1e-3, lr_decay=0.95, amsgrad=True, progress=False
@@ -95,7 +95,7 @@ def test_evaluate_a_humaneva_dataset_and_refuse_a_mismatched_model(tmp_path, dat
     folder = tmp_path / "humaneva"
     main(["lifting", "generate", "--dataset", "humaneva15", "--out", str(folder),
           "--frames", "30", "--trials", "1"])  # fmt: skip
-    dataset = formats.load_npz(folder / "humaneva15.npz")
+    dataset = load_npz(folder / "humaneva15.npz")
     sequences = camera_sequences(dataset, ["Train/S1"])
     config = TrainConfig(epochs=1, batch_size=64, amsgrad=True, progress=False)
     trained = train(sequences, dataset.skeleton, _tiny(False), config, max_steps=2)

@@ -8,9 +8,20 @@ from scipy.spatial.transform import Rotation
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15, MPII_16, Skeleton
 from chiral_tasks.common.camera import make_cameras, normalize_screen_coordinates
-from chiral_tasks.lifting import formats as fmt
+from chiral_tasks.lifting.archive import LiftingFormatError
 from chiral_tasks.lifting.cameras import load_cameras_json, save_cameras_json
-from chiral_tasks.lifting.data import load_dataset
+from chiral_tasks.lifting.data import load_dataset, to_camera_frames
+from chiral_tasks.lifting.dataset import LiftingDataset, Recording, SubjectData
+from chiral_tasks.lifting.npz import load_npz, save_npz
+from chiral_tasks.lifting.videopose3d import (
+    H36M_KEPT_JOINTS,
+    UntrustedPickleError,
+    VideoPose3DDetections,
+    convert_videopose3d,
+    from_videopose3d,
+    load_videopose3d_2d,
+    load_videopose3d_3d,
+)
 
 H36M_METADATA = {
     "layout_name": "h36m",
@@ -51,13 +62,13 @@ def _cameras():
 
 def test_official_3d_reduces_h36m_to_17_joints_and_drops_corrupt_sequence(tmp_path):
     path_3d, _, poses, _ = _official_h36m(tmp_path)
-    loaded = fmt.load_videopose3d_3d(path_3d, trust_pickle=True)
+    loaded = load_videopose3d_3d(path_3d, trust_pickle=True)
     assert loaded.skeleton == H36M_17
     assert {s: list(a) for s, a in loaded.positions.items()} == {
         "S1": ["Walking", "Walking 1"],
         "S11": ["Sitting"],
     }
-    kept = list(fmt.H36M_KEPT_JOINTS)
+    kept = list(H36M_KEPT_JOINTS)
     walking = poses["S1"]["Walking"][:, kept]
     np.testing.assert_array_equal(loaded.positions["S1"]["Walking"], walking)
     assert loaded.positions["S11"]["Sitting"].shape == (6, 17, 3)
@@ -65,7 +76,7 @@ def test_official_3d_reduces_h36m_to_17_joints_and_drops_corrupt_sequence(tmp_pa
 
 def test_official_2d_loads_per_camera_arrays(tmp_path):
     _, path_2d, _, detections = _official_h36m(tmp_path)
-    loaded = fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
+    loaded = load_videopose3d_2d(path_2d, trust_pickle=True)
     assert loaded.skeleton == H36M_17
     views = loaded.positions["S1"]["Walking 1"]
     assert len(views) == 4
@@ -77,11 +88,11 @@ def test_pickled_files_are_refused_without_trust(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
     out = tmp_path / "ours.npz"
     for call in (
-        lambda: fmt.load_videopose3d_3d(path_3d, trust_pickle=False),
-        lambda: fmt.load_videopose3d_2d(path_2d, trust_pickle=False),
-        lambda: fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=False),
+        lambda: load_videopose3d_3d(path_3d, trust_pickle=False),
+        lambda: load_videopose3d_2d(path_2d, trust_pickle=False),
+        lambda: convert_videopose3d(path_3d, path_2d, out, trust_pickle=False),
     ):
-        with pytest.raises(fmt.UntrustedPickleError, match="trust_pickle=True") as info:
+        with pytest.raises(UntrustedPickleError, match="trust_pickle=True") as info:
             call()
         assert "runs any code" in str(info.value) and "convert_videopose3d" in str(info.value)
     assert not out.exists()
@@ -97,12 +108,12 @@ def test_mpii_symmetry_is_compared_as_sets(tmp_path):
     path = tmp_path / "data_2d_h36m_sh.npz"
     views = [np.zeros((4, 16, 2), np.float32)]
     np.savez_compressed(path, positions_2d={"S1": {"Walking": views}}, metadata=metadata)
-    assert fmt.load_videopose3d_2d(path, trust_pickle=True).skeleton == MPII_16
+    assert load_videopose3d_2d(path, trust_pickle=True).skeleton == MPII_16
 
     metadata["keypoints_symmetry"] = [[3, 4, 5, 13, 14, 6], [0, 1, 2, 10, 11, 12]]
     np.savez_compressed(path, positions_2d={"S1": {"Walking": views}}, metadata=metadata)
-    with pytest.raises(fmt.LiftingFormatError, match="keypoints_symmetry .* does not match"):
-        fmt.load_videopose3d_2d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="keypoints_symmetry .* does not match"):
+        load_videopose3d_2d(path, trust_pickle=True)
 
 
 @pytest.mark.parametrize(
@@ -116,8 +127,8 @@ def test_mpii_symmetry_is_compared_as_sets(tmp_path):
 )
 def test_bad_2d_metadata_raises(tmp_path, metadata, message):
     _, path_2d, _, _ = _official_h36m(tmp_path, metadata=metadata)
-    with pytest.raises(fmt.LiftingFormatError, match=message) as info:
-        fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match=message) as info:
+        load_videopose3d_2d(path_2d, trust_pickle=True)
     assert str(path_2d) in str(info.value)
 
 
@@ -127,16 +138,16 @@ def test_official_values_beyond_float32_raise(tmp_path):
     big = np.zeros((5, 32, 3))
     big[2, 4, 1] = 1e300
     np.savez_compressed(path, positions_3d={"S9": {"Eating": big}})
-    with pytest.raises(fmt.LiftingFormatError, match="'S9', action 'Eating': holds NaN or inf"):
-        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="'S9', action 'Eating': holds NaN or inf"):
+        load_videopose3d_3d(path, trust_pickle=True)
     views = [np.full((5, 17, 2), -1e40)]
     np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
-    with pytest.raises(fmt.LiftingFormatError, match="'Eating', camera 0: holds NaN or inf"):
-        fmt.load_videopose3d_2d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="'Eating', camera 0: holds NaN or inf"):
+        load_videopose3d_2d(path, trust_pickle=True)
     views = [np.ones((5, 17, 2), dtype=bool)]
     np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
-    with pytest.raises(fmt.LiftingFormatError, match="camera 0: expected numbers, got dtype bool"):
-        fmt.load_videopose3d_2d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="camera 0: expected numbers, got dtype bool"):
+        load_videopose3d_2d(path, trust_pickle=True)
 
 
 def test_malformed_official_arrays_raise_naming_the_sequence(tmp_path):
@@ -144,25 +155,25 @@ def test_malformed_official_arrays_raise_naming_the_sequence(tmp_path):
     bad = np.zeros((5, 32, 3), np.float32)
     bad[2, 4, 1] = np.nan
     np.savez_compressed(path, positions_3d={"S9": {"Eating": bad}})
-    with pytest.raises(fmt.LiftingFormatError, match="'S9', action 'Eating': holds NaN"):
-        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="'S9', action 'Eating': holds NaN"):
+        load_videopose3d_3d(path, trust_pickle=True)
 
     np.savez_compressed(path, positions_3d={"S9": {"Eating": np.zeros((5, 32, 2))}})
-    with pytest.raises(fmt.LiftingFormatError, match=r"expected shape \(T>0, J, 3\)"):
-        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match=r"expected shape \(T>0, J, 3\)"):
+        load_videopose3d_3d(path, trust_pickle=True)
 
     np.savez_compressed(path, positions_3d={"S9": {"Eating": np.zeros((5, 20, 3))}})
-    with pytest.raises(fmt.LiftingFormatError, match="20-joint poses"):
-        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="20-joint poses"):
+        load_videopose3d_3d(path, trust_pickle=True)
 
     np.savez_compressed(path, poses=np.zeros(3))
-    with pytest.raises(fmt.LiftingFormatError, match=r"missing keys \['positions_3d'\]"):
-        fmt.load_videopose3d_3d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match=r"missing keys \['positions_3d'\]"):
+        load_videopose3d_3d(path, trust_pickle=True)
 
     views = [np.zeros((5, 17, 2), np.float32), None]
     np.savez_compressed(path, positions_2d={"S9": {"Eating": views}}, metadata=H36M_METADATA)
-    with pytest.raises(fmt.LiftingFormatError, match="'Eating', camera 1: no detections"):
-        fmt.load_videopose3d_2d(path, trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="'Eating', camera 1: no detections"):
+        load_videopose3d_2d(path, trust_pickle=True)
 
 
 # -- conversion and our format -----------------------------------------------------------
@@ -172,13 +183,13 @@ def test_convert_trims_detections_and_round_trips(tmp_path):
     path_3d, path_2d, poses, detections = _official_h36m(tmp_path)
     out = tmp_path / "h36m_cpn.lifting"  # any name: no ".npz" is appended
     cameras = _cameras()
-    written = fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=cameras)
-    loaded = fmt.load_npz(out)
+    written = convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=cameras)
+    loaded = load_npz(out)
 
     assert loaded.name == "h36m" and loaded.fps == 50.0 and loaded.skeleton == H36M_17
     assert list(loaded.subjects) == ["S1", "S11"]
     assert list(loaded.subjects["S11"].recordings) == ["Sitting"]
-    kept = list(fmt.H36M_KEPT_JOINTS)
+    kept = list(H36M_KEPT_JOINTS)
     for dataset in (written, loaded):
         rec = dataset.subjects["S1"].recordings["Walking"]
         np.testing.assert_array_equal(rec.positions_3d, poses["S1"]["Walking"][:, kept])
@@ -195,13 +206,13 @@ def test_round_trip_custom_skeleton_slashed_names_no_cameras(tmp_path):
     skeleton = Skeleton("tripod", ("base", "left_leg", "right_leg"), (-1, 0, 0), (1,), (2,))
     rng = np.random.default_rng(3)
     recordings = {
-        "Walk 1 chunk0": fmt.Recording(rng.normal(size=(4, 3, 3)), (rng.normal(size=(4, 3, 2)),)),
-        "Box 1 chunk2": fmt.Recording(rng.normal(size=(2, 3, 3)), (rng.normal(size=(2, 3, 2)),)),
+        "Walk 1 chunk0": Recording(rng.normal(size=(4, 3, 3)), (rng.normal(size=(4, 3, 2)),)),
+        "Box 1 chunk2": Recording(rng.normal(size=(2, 3, 3)), (rng.normal(size=(2, 3, 2)),)),
     }
-    dataset = fmt.LiftingDataset("mine", 25.0, skeleton, {"Train/S1": fmt.SubjectData(recordings)})
+    dataset = LiftingDataset("mine", 25.0, skeleton, {"Train/S1": SubjectData(recordings)})
     path = tmp_path / "mine.npz"
-    fmt.save_npz(dataset, path)
-    loaded = fmt.load_npz(path)
+    save_npz(dataset, path)
+    loaded = load_npz(path)
     assert loaded.skeleton == skeleton and loaded.fps == 25.0 and loaded.name == "mine"
     got = loaded.subjects["Train/S1"]
     assert got.cameras is None and list(got.recordings) == list(recordings)
@@ -210,7 +221,7 @@ def test_round_trip_custom_skeleton_slashed_names_no_cameras(tmp_path):
         np.testing.assert_array_equal(got.recordings[action].positions_3d, rec.positions_3d)
         np.testing.assert_array_equal(got.recordings[action].positions_2d[0], rec.positions_2d[0])
     with pytest.raises(ValueError, match="no camera parameters"):
-        fmt.to_camera_frames(loaded)
+        to_camera_frames(loaded)
 
 
 def test_convert_humaneva_skips_unlabeled_detections(tmp_path):
@@ -225,7 +236,7 @@ def test_convert_humaneva_skips_unlabeled_detections(tmp_path):
     path_3d, path_2d = tmp_path / "data_3d_humaneva15.npz", tmp_path / "data_2d_gt.npz"
     np.savez_compressed(path_3d, positions_3d=poses)
     np.savez_compressed(path_2d, positions_2d=detections, metadata=metadata)
-    dataset = fmt.convert_videopose3d(path_3d, path_2d, tmp_path / "he.npz", trust_pickle=True)
+    dataset = convert_videopose3d(path_3d, path_2d, tmp_path / "he.npz", trust_pickle=True)
     assert dataset.skeleton == HUMANEVA_15 and dataset.fps == 60.0
     assert list(dataset.subjects) == ["Validate/S2"]
     assert dataset.subjects["Validate/S2"].num_cameras == 3
@@ -233,46 +244,44 @@ def test_convert_humaneva_skips_unlabeled_detections(tmp_path):
 
 def test_detections_shorter_than_mocap_raise(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path, extra_2d_frames=-2)
-    with pytest.raises(fmt.LiftingFormatError, match="'Walking', camera 1: 8 frames of 2D"):
-        fmt.convert_videopose3d(path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True)
+    with pytest.raises(LiftingFormatError, match="'Walking', camera 1: 8 frames of 2D"):
+        convert_videopose3d(path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True)
 
 
 def test_mismatched_layouts_and_missing_cameras_raise(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
-    poses = fmt.load_videopose3d_3d(path_3d, trust_pickle=True)
-    detections = fmt.load_videopose3d_2d(path_2d, trust_pickle=True)
-    mpii = fmt.VideoPose3DDetections(MPII_16, detections.positions)
+    poses = load_videopose3d_3d(path_3d, trust_pickle=True)
+    detections = load_videopose3d_2d(path_2d, trust_pickle=True)
+    mpii = VideoPose3DDetections(MPII_16, detections.positions)
     with pytest.raises(ValueError, match="2D detections have 16 joints .* 3D poses 17"):
-        fmt.from_videopose3d(poses, mpii)
+        from_videopose3d(poses, mpii)
     with pytest.raises(ValueError, match=r"no cameras given for subjects \['S11'\]"):
-        fmt.from_videopose3d(poses, detections, cameras={"S1": make_cameras()})
+        from_videopose3d(poses, detections, cameras={"S1": make_cameras()})
     del detections.positions["S1"]["Walking 1"]
     with pytest.raises(ValueError, match="no 2D detections for subject 'S1', action 'Walking 1'"):
-        fmt.from_videopose3d(poses, detections)
+        from_videopose3d(poses, detections)
 
 
 def test_dataset_checks_name_the_culprit():
     rng = np.random.default_rng(4)
-    good = fmt.Recording(rng.normal(size=(5, 17, 3)), (rng.normal(size=(5, 17, 2)),) * 2)
-    short_view = fmt.Recording(good.positions_3d, (good.positions_2d[0], np.zeros((4, 17, 2))))
+    good = Recording(rng.normal(size=(5, 17, 3)), (rng.normal(size=(5, 17, 2)),) * 2)
+    short_view = Recording(good.positions_3d, (good.positions_2d[0], np.zeros((4, 17, 2))))
     with pytest.raises(ValueError, match="'S1', action 'Eating', camera 1: 4 frames of 2D"):
-        fmt.LiftingDataset("h36m", 50.0, H36M_17, {"S1": fmt.SubjectData({"Eating": short_view})})
-    one_view = fmt.Recording(good.positions_3d, good.positions_2d[:1])
-    subject = fmt.SubjectData({"Eating": good, "Posing": one_view})
+        LiftingDataset("h36m", 50.0, H36M_17, {"S1": SubjectData({"Eating": short_view})})
+    one_view = Recording(good.positions_3d, good.positions_2d[:1])
+    subject = SubjectData({"Eating": good, "Posing": one_view})
     with pytest.raises(ValueError, match="action 'Posing': 1 cameras, but .* have 2"):
-        fmt.LiftingDataset("h36m", 50.0, H36M_17, {"S1": subject})
+        LiftingDataset("h36m", 50.0, H36M_17, {"S1": subject})
     with pytest.raises(ValueError, match="4 cameras for 2 2D views"):
-        fmt.LiftingDataset(
-            "h36m", 50.0, H36M_17, {"S1": fmt.SubjectData({"Eating": good}, make_cameras())}
-        )
+        LiftingDataset("h36m", 50.0, H36M_17, {"S1": SubjectData({"Eating": good}, make_cameras())})
 
 
 def test_ambiguous_names_refused_on_save(tmp_path):
-    rec = fmt.Recording(np.zeros((2, 17, 3)), (np.zeros((2, 17, 2)),))
-    subjects = {"A/B": fmt.SubjectData({"C": rec}), "A": fmt.SubjectData({"B/C": rec})}
-    dataset = fmt.LiftingDataset("h36m", 50.0, H36M_17, subjects)
+    rec = Recording(np.zeros((2, 17, 3)), (np.zeros((2, 17, 2)),))
+    subjects = {"A/B": SubjectData({"C": rec}), "A": SubjectData({"B/C": rec})}
+    dataset = LiftingDataset("h36m", 50.0, H36M_17, subjects)
     with pytest.raises(ValueError, match="ambiguous"):
-        fmt.save_npz(dataset, tmp_path / "x.npz")
+        save_npz(dataset, tmp_path / "x.npz")
 
 
 # -- corrupt and malformed files of our format -------------------------------------------
@@ -282,7 +291,7 @@ def test_ambiguous_names_refused_on_save(tmp_path):
 def ours(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
     out = tmp_path / "ours.npz"
-    fmt.convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=_cameras())
+    convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=_cameras())
     with np.load(out) as npz:
         arrays = dict(npz)
     return out, arrays
@@ -405,25 +414,25 @@ def test_malformed_files_raise(ours, mutate, message):
     path, arrays = ours
     with open(path, "wb") as f:
         np.savez(f, **mutate(arrays))
-    with pytest.raises(fmt.LiftingFormatError, match=message) as info:
-        fmt.load_npz(path)
+    with pytest.raises(LiftingFormatError, match=message) as info:
+        load_npz(path)
     assert str(path) in str(info.value)
 
 
 def test_one_recording_read_by_two_subjects_raises(tmp_path):
     # Subject "A" with action "B/C" and subject "A/B" with action "C" share array names.
-    rec = fmt.Recording(np.ones((2, 17, 3)), (np.ones((2, 17, 2)),))
-    dataset = fmt.LiftingDataset("h36m", 50.0, H36M_17, {"A": fmt.SubjectData({"B/C": rec})})
+    rec = Recording(np.ones((2, 17, 3)), (np.ones((2, 17, 2)),))
+    dataset = LiftingDataset("h36m", 50.0, H36M_17, {"A": SubjectData({"B/C": rec})})
     path = tmp_path / "twice.npz"
-    fmt.save_npz(dataset, path)
+    save_npz(dataset, path)
     with np.load(path) as npz:
         arrays = dict(npz)
     meta = json.loads(arrays["meta_json"].item())
     meta["subjects"]["A/B"] = {"num_cameras": 1, "camera_ids": None, "actions": {"C": 2}}
     with open(path, "wb") as f:
         np.savez(f, **{**arrays, "meta_json": np.array(json.dumps(meta))})
-    with pytest.raises(fmt.LiftingFormatError, match="twice.npz: subject 'A/B' reads arrays"):
-        fmt.load_npz(path)
+    with pytest.raises(LiftingFormatError, match="twice.npz: subject 'A/B' reads arrays"):
+        load_npz(path)
 
 
 def _cameras_json(tmp_path, **changes):
@@ -466,9 +475,7 @@ def test_load_dataset_names_the_files_that_disagree(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
     cameras = tmp_path / "cameras.json"
     save_cameras_json({"S1": make_cameras(seed=1)[:3], "S11": make_cameras(seed=11)}, cameras)
-    with pytest.raises(
-        fmt.LiftingFormatError, match="subject 'S1': 3 cameras for 4 2D views"
-    ) as info:
+    with pytest.raises(LiftingFormatError, match="subject 'S1': 3 cameras for 4 2D views") as info:
         load_dataset(path_3d, path_2d=path_2d, cameras=cameras, allow_pickle=True)
     assert str(info.value).startswith(f"{path_3d} with {path_2d} and {cameras}: ")
 
@@ -476,19 +483,19 @@ def test_load_dataset_names_the_files_that_disagree(tmp_path):
 def test_missing_truncated_and_corrupt_archives_raise(ours, tmp_path):
     path, _ = ours
     with pytest.raises(FileNotFoundError, match="nope.npz: no such file"):
-        fmt.load_npz(tmp_path / "nope.npz")
+        load_npz(tmp_path / "nope.npz")
     data = path.read_bytes()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(fmt.LiftingFormatError, match="truncated.npz: not an .npz archive"):
-        fmt.load_npz(truncated)
+    with pytest.raises(LiftingFormatError, match="truncated.npz: not an .npz archive"):
+        load_npz(truncated)
     # Flip bytes inside the first compressed member: its CRC or deflate stream breaks.
     corrupt = bytearray(data)
     corrupt[100:140] = bytes(b ^ 0xFF for b in corrupt[100:140])
     broken = tmp_path / "broken.npz"
     broken.write_bytes(bytes(corrupt))
-    with pytest.raises(fmt.LiftingFormatError, match="broken.npz: corrupt .npz archive"):
-        fmt.load_npz(broken)
+    with pytest.raises(LiftingFormatError, match="broken.npz: corrupt .npz archive"):
+        load_npz(broken)
 
 
 # -- preprocessing -----------------------------------------------------------------------
@@ -497,10 +504,10 @@ def test_missing_truncated_and_corrupt_archives_raise(ours, tmp_path):
 def test_to_camera_frames_matches_rotation_matrices(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
     cameras = _cameras()
-    dataset = fmt.convert_videopose3d(
+    dataset = convert_videopose3d(
         path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True, cameras=cameras
     )
-    views = fmt.to_camera_frames(dataset)
+    views = to_camera_frames(dataset)
     rec = dataset.subjects["S11"].recordings["Sitting"]
     for k, camera in enumerate(cameras["S11"]):
         view = views["S11"]["Sitting"][k]

@@ -7,9 +7,11 @@ import pytest
 from _files import modes, snapshot, umask
 
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
-from chiral_tasks.lifting import formats, synth
+from chiral_tasks.lifting import synth
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
+from chiral_tasks.lifting.dataset import LiftingDataset
+from chiral_tasks.lifting.npz import load_npz
 from chiral_tasks.lifting.synth import (
     EXTRA_2D_FRAMES,
     NoiseConfig,
@@ -17,6 +19,7 @@ from chiral_tasks.lifting.synth import (
     generate_dataset,
     write_dataset,
 )
+from chiral_tasks.lifting.videopose3d import H36M_KEPT_JOINTS, UntrustedPickleError
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def h36m(tmp_path_factory):
     return write_dataset(SynthConfig(frames=30, trials=1), folder)
 
 
-def assert_same_dataset(a: formats.LiftingDataset, b: formats.LiftingDataset):
+def assert_same_dataset(a: LiftingDataset, b: LiftingDataset):
     assert (a.name, a.fps, a.skeleton) == (b.name, b.fps, b.skeleton)
     assert list(a.subjects) == list(b.subjects)
     for subject, data in a.subjects.items():
@@ -43,7 +46,7 @@ def assert_same_dataset(a: formats.LiftingDataset, b: formats.LiftingDataset):
 
 
 def test_official_files_and_ours_hold_the_same_17_joint_data(h36m):
-    ours = formats.load_npz(h36m["ours"])
+    ours = load_npz(h36m["ours"])
     official = load_dataset(
         h36m["data_3d"], path_2d=h36m["data_2d"], cameras=h36m["cameras"], allow_pickle=True
     )
@@ -61,7 +64,7 @@ def test_official_files_and_ours_hold_the_same_17_joint_data(h36m):
         raw_2d, metadata = npz["positions_2d"].item(), npz["metadata"].item()
     walking = raw_3d["S1"]["Walking"]
     assert walking.shape == (30, 32, 3) and np.isfinite(walking).all()
-    kept = list(formats.H36M_KEPT_JOINTS)
+    kept = list(H36M_KEPT_JOINTS)
     np.testing.assert_array_equal(
         walking[:, kept], ours.subjects["S1"].recordings["Walking"].positions_3d
     )
@@ -78,7 +81,7 @@ def test_official_files_and_ours_hold_the_same_17_joint_data(h36m):
 
 
 def test_pickled_files_need_the_trust_flag(h36m):
-    with pytest.raises(formats.UntrustedPickleError, match="trust_pickle"):
+    with pytest.raises(UntrustedPickleError, match="trust_pickle"):
         load_dataset(h36m["data_3d"], path_2d=h36m["data_2d"], cameras=h36m["cameras"])
 
 
@@ -123,7 +126,7 @@ def test_detections_are_noisy_projections():
 
 def test_humaneva_layout_and_split(tmp_path):
     paths = write_dataset(SynthConfig(dataset="humaneva15", frames=20, trials=2), tmp_path)
-    ours = formats.load_npz(paths["ours"])
+    ours = load_npz(paths["ours"])
     official = load_dataset(
         paths["data_3d"], path_2d=paths["data_2d"], cameras=paths["cameras"], allow_pickle=True
     )
@@ -145,7 +148,7 @@ def test_humaneva_layout_and_split(tmp_path):
 
 
 def test_camera_sequences_are_root_relative_and_subset(h36m):
-    dataset = formats.load_npz(h36m["ours"])
+    dataset = load_npz(h36m["ours"])
     full = camera_sequences(dataset, ["S1"])
     assert len(full.inputs) == 8 * 4 and full.keys[0] == ("S1", "Walking", 0)
     np.testing.assert_array_equal(full.targets[0][:, 0], 0.0)
@@ -204,5 +207,5 @@ def test_write_dataset_overwrite_replaces_its_files(tmp_path):
     with umask(0o022):
         paths = write_dataset(TINY_HUMANEVA, tmp_path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
-    assert set(load_cameras_json(paths["cameras"])) == set(formats.load_npz(paths["ours"]).subjects)
+    assert set(load_cameras_json(paths["cameras"])) == set(load_npz(paths["ours"]).subjects)
     assert modes(paths.values()) == {0o644}

@@ -8,6 +8,7 @@ import pytest
 from chiral_jax import skeletons
 from chiral_tasks.common import camera as cam
 from chiral_tasks.common import motion as m
+from chiral_tasks.common.actions import ACTION_INFO, ACTIONS
 
 J = {name: j for j, name in enumerate(m.BODY_JOINTS)}
 FPS = 50.0
@@ -24,7 +25,7 @@ def sequences(subject):
     """Every action, right- and left-handed, with the same seed."""
     return {
         (action, hand): m.simulate(action, subject, FRAMES, fps=FPS, seed=5, handedness=hand)
-        for action in m.ACTIONS
+        for action in ACTIONS
         for hand in ("right", "left")
     }
 
@@ -107,9 +108,9 @@ def test_different_subjects_give_different_motion():
 
 
 def test_action_catalogue_mixes_symmetries_and_rhythms():
-    assert len(m.ACTIONS) >= 16 and len(set(m.ACTIONS)) == len(m.ACTIONS)
-    assert set(m.ACTION_INFO) == set(m.ACTIONS)
-    infos = m.ACTION_INFO.values()
+    assert len(ACTIONS) >= 16 and len(set(ACTIONS)) == len(ACTIONS)
+    assert set(ACTION_INFO) == set(ACTIONS)
+    infos = ACTION_INFO.values()
     assert {i.symmetric for i in infos} == {True, False}
     assert {i.periodic for i in infos} == {True, False}
     assert {i.lead for i in infos} == {None, "arm", "leg"}
@@ -133,7 +134,7 @@ def test_motion_is_a_function_of_time(subject):
 
 
 def test_left_handed_is_the_mirror_image_of_right_handed(sequences):
-    for action in m.ACTIONS:
+    for action in ACTIONS:
         right, left = sequences[action, "right"], sequences[action, "left"]
         np.testing.assert_allclose(m.mirror_body(right), left, atol=1e-5, err_msg=action)
 
@@ -173,7 +174,7 @@ def test_joint_angles_stay_plausible(sequences):
 def test_motion_is_smooth(subject):
     # Sampled finer, a C1 motion's acceleration converges; a kink or a jump
     # would grow it with the frame rate (4x and 16x from 50 to 200 fps).
-    for action in m.ACTIONS:
+    for action in ACTIONS:
         peaks = []
         for fps in (50.0, 200.0):
             x = m.simulate(action, subject, int(4 * fps), fps=fps, seed=5).astype(np.float64)
@@ -183,7 +184,7 @@ def test_motion_is_smooth(subject):
 
 
 def test_bodies_rest_on_the_floor_or_hang(subject, sequences):
-    for action, info in m.ACTION_INFO.items():
+    for action, info in ACTION_INFO.items():
         x = sequences[action, "right"]
         ankles = x[:, [J["left_ankle"], J["right_ankle"]], 2].min(axis=1)
         lowest = x[..., 2].min(axis=1)
@@ -229,7 +230,7 @@ def test_every_camera_sees_every_action():
     subjects = m.make_subjects(3, seed=1)
     for seed in range(2):
         cameras = cam.make_cameras(seed)
-        for action in m.ACTIONS:
+        for action in ACTIONS:
             x = m.simulate(action, subjects[seed], 300, seed=seed)
             for camera in cameras:
                 X_cam = camera.world_to_camera(x)
