@@ -5,7 +5,7 @@ The models are the forecasting task's own :class:`chiral_tasks.forecasting.model
 (seq2seq, 2 + 2 stacked LSTMs, autoregressive decoding), in evaluation mode. The
 chiral model's LSTM cells take their layers' ``impl="auto"`` path on flat activations:
 their gates use unsigned layouts, and a gate times a signed vector is not diagonal in
-the even/odd basis, so the structured form does not apply inside a cell. Flip
+the even/odd basis, so the even/odd form does not apply inside a cell. Flip
 augmentation stacks the mirrored copy on the batch: one call on twice the batch. No
 FLOP counts: XLA's cost analysis counts a ``scan`` body once, not once per step.
 """
@@ -17,7 +17,8 @@ import dataclasses
 import jax
 from flax import nnx
 
-from benchmarks.temporal import eval_fn, flip_average, time_against_flip
+from benchmarks.temporal import eval_fn, time_against_flip
+from chiral_jax import flip_average
 from chiral_tasks.forecasting.model import POSE_LAYOUT, Forecaster, ForecasterConfig
 
 
@@ -52,7 +53,7 @@ def run_forecaster_case(case: ForecasterCase, rounds: int) -> dict:
     plain_fn, plain_state = eval_fn(models[False])
     fns = {
         "plain": (plain_fn, plain_state),
-        "plain_flip": (flip_average(plain_fn, POSE_LAYOUT, POSE_LAYOUT), plain_state),
+        "plain_flip": (flip_average(plain_fn, POSE_LAYOUT, POSE_LAYOUT, argnum=1), plain_state),
         "chiral": eval_fn(models[True]),
     }
     x = jax.random.uniform(jax.random.key(0), (case.batch, case.observed, 13, 2))

@@ -8,30 +8,47 @@ the forward pass with gradients w.r.t. every parameter and the input (``"fwd+bwd
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+import chiral_jax.fused
 from benchmarks.timing import Timing, Variant, flops, time_variants
 from chiral_jax import ChiralConv1d, ChiralLayout, ChiralLinear
-from chiral_jax.eigen import EigenActivations
+from chiral_jax.even_odd import EvenOdd
+from chiral_jax.skeletons import H36M_17, MPII_16
 
 PASSES = ("fwd", "fwd+bwd")
+
+
+@contextlib.contextmanager
+def fused_kernels(on: bool):
+    """The fused CPU kernels on inside the block (yields False where they cannot be had),
+    off otherwise; off again after it."""
+    if not on:
+        yield True
+        return
+    try:
+        chiral_jax.fused.enable()
+    except RuntimeError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        chiral_jax.fused.disable()
 
 
 def hidden_layout(width: int) -> ChiralLayout:
     """A paper-style hidden layout of ``width`` channels, a third of each joint's dims negated.
 
-    17 joints (6 pairs, 5 centre: Human3.6M's structure) when 17 divides ``width``
-    (1020 = 17 x 60 is the paper's), else 16 joints (6 pairs, 4 centre).
+    Human3.6M's 17 joints (6 pairs, 5 centre) when 17 divides ``width`` (1020 = 17 x 60
+    is the paper's), else MPII's 16 (6 pairs, 4 centre).
     """
-    pairs, centre = (6, 5) if width % 17 == 0 else (6, 4)
-    joints = 2 * pairs + centre
-    if width % joints:
-        raise ValueError(f"width {width} is a multiple of neither 17 nor 16 joints")
-    return ChiralLayout.hidden(pairs, centre, width // joints, negated=1 / 3)
+    return (H36M_17 if width % 17 == 0 else MPII_16).hidden_layout(width, 1 / 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +57,12 @@ class LayerCase:
     ``frames`` output frames, kernel ``kernel_size``), which ``pass_`` to time, and
     whether a tanh follows the layer (``activation``).
 
-    Variants: ``plain``; chiral ``kernel`` and ``eigen`` (flat arrays in and out; no
-    ``kernel`` with the activation) and ``structured`` (activations in and out held as
-    :class:`EigenActivations`: the layer's ``eigen_call``, then ``map`` for the activation,
-    which runs the fused kernel of :mod:`chiral_jax.native` where it is available). With
-    the activation, ``structured_xla`` is ``structured`` with ``map(..., impl="xla")``.
+    Variants: ``plain``; chiral ``dense`` and ``even_odd`` (the layer's ``impl`` on
+    joint-basis arrays in and out; no ``dense`` with the activation) and ``even_odd_form``
+    (activations in and out held as :class:`EvenOdd`: the layer's ``even_odd`` call, then
+    ``map`` for the activation, as a network that keeps the even/odd form runs it).
+    ``even_odd_form_fused`` is ``even_odd_form`` traced with the fused CPU kernels of
+    :mod:`chiral_jax.fused` switched on (skipped where they cannot be built).
     """
 
     kind: str
@@ -69,14 +87,14 @@ class LayerCase:
     @property
     def variants(self) -> tuple[str, ...]:
         if self.activation:
-            return ("plain", "eigen", "structured", "structured_xla")
-        return ("plain", "kernel", "eigen", "structured")
+            return ("plain", "even_odd", "even_odd_form", "even_odd_form_fused")
+        return ("plain", "dense", "even_odd", "even_odd_form", "even_odd_form_fused")
 
 
 def _layer(case: LayerCase, variant: str) -> nnx.Module:
     layout = hidden_layout(case.width)
     rngs = nnx.Rngs(0)
-    impl = "eigen" if variant.startswith("structured") else variant
+    impl = "even_odd" if variant.startswith("even_odd") else variant
     if case.kind == "dense":
         if variant == "plain":
             return nnx.Linear(case.width, case.width, rngs=rngs)
@@ -90,12 +108,11 @@ def _layer(case: LayerCase, variant: str) -> nnx.Module:
 
 
 def _forward(case: LayerCase, variant: str, layer: nnx.Module):
-    """``f(layer, x)`` for the variant (``x`` is :class:`EigenActivations` when structured)."""
-    if variant.startswith("structured") and case.activation:
-        impl = "xla" if variant == "structured_xla" else "auto"
-        return lambda layer, z: layer.eigen_call(z).map("tanh", impl=impl)
-    if variant == "structured":
-        return lambda layer, z: layer.eigen_call(z)
+    """``f(layer, x)`` for the variant (``x`` is :class:`EvenOdd` in the even/odd form)."""
+    if variant.startswith("even_odd_form"):
+        if case.activation:
+            return lambda layer, z: layer.even_odd(z).map("tanh")
+        return lambda layer, z: layer.even_odd(z)
     if case.activation:
         return lambda layer, x: jnp.tanh(layer(x))
     return lambda layer, x: layer(x)
@@ -141,11 +158,15 @@ def run_layer_case(case: LayerCase, rounds: int) -> dict:
     for name in case.variants:
         fn, state = _pure(case, name)
         args = (state, x, cotangent)
-        if name.startswith("structured"):
-            to = jax.jit(EigenActivations.from_joint, static_argnums=1)
+        if name.startswith("even_odd_form"):
+            to = jax.jit(EvenOdd.from_joint, static_argnums=1)
             args = (state, to(x, layout), to(cotangent, layout))
-        variants.append(Variant(name, jax.jit(fn), args))
-        costs[name] = flops(fn, *args)
+        with fused_kernels(name.endswith("_fused")) as on:
+            if not on:
+                continue
+            compiled = jax.jit(fn).lower(*args).compile()
+            costs[name] = flops(fn, *args)
+        variants.append(Variant(name, compiled, args))
     timing: Timing = time_variants(variants, "plain", rounds=rounds)
     return {
         "case": case.name,

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from benchmarks.timing import Variant, flops, time_variants
-from chiral_jax import ChiralLayout
+from chiral_jax import flip_average
 from chiral_jax.skeletons import H36M_17
 from chiral_tasks.lifting.model import TemporalModel
 
@@ -31,16 +33,16 @@ class ModelCase:
     """``filter_widths`` (receptive field = product), ``batch`` sequences of ``frames``
     output frames; the plain model has ``plain_channels`` (VideoPose3D: 1024), the chiral
     one ``chiral_channels`` (1020 = 17 joints x 60 dims, 20 negated: the paper's). ``impls``
-    name the chiral variants: a layer ``impl`` on flat activations, or ``"structured"``
-    (activations kept in the even/odd basis throughout: the model's default at this
-    width)."""
+    name the chiral variants by the model's ``impl``: ``"auto"`` (the default: the even/odd
+    form at this width), ``"dense"`` (joint-basis activations, assembled kernels) and
+    ``"even_odd"`` (activations in the even/odd basis throughout)."""
 
     filter_widths: tuple[int, ...]
     batch: int
     frames: int = 243
     plain_channels: int = 1024
     chiral_channels: int = 1020
-    impls: tuple[str, ...] = ("auto", "kernel", "eigen", "structured")
+    impls: tuple[str, ...] = ("auto", "dense", "even_odd")
 
     @property
     def receptive_field(self) -> int:
@@ -49,18 +51,6 @@ class ModelCase:
     @property
     def name(self) -> str:
         return f"temporal rf{self.receptive_field} b{self.batch}x{self.frames}"
-
-
-def flip_average(fn, layout_in: ChiralLayout, layout_out: ChiralLayout):
-    """``fn(state, x)`` with flip augmentation: ``(f(x) + T_out f(T_in x)) / 2``, both
-    halves in one call on twice the batch (poses ``[..., J, D]``)."""
-
-    def averaged(state, x):
-        y = fn(state, jnp.concatenate([x, layout_in.transform(x)], axis=0))
-        y, y_flip = jnp.split(y, 2, axis=0)
-        return (y + layout_out.transform(y_flip)) / 2
-
-    return averaged
 
 
 def eval_fn(model: nnx.Module):
@@ -93,9 +83,7 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
     )
     models = {
         f"chiral_{impl}": TemporalModel(
-            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels,
-            impl="auto" if impl == "structured" else impl, structured=impl == "structured",
-            **common,
+            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels, impl=impl, **common
         )
         for impl in case.impls
     }
@@ -105,7 +93,7 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
     plain_fn, plain_state = eval_fn(plain)
     fns = {
         "plain": (plain_fn, plain_state),
-        "plain_flip": (flip_average(plain_fn, layout_in, layout_out), plain_state),
+        "plain_flip": (flip_average(plain_fn, layout_in, layout_out, argnum=1), plain_state),
     }
     for name, model in models.items():
         fns[name] = eval_fn(model)
@@ -121,11 +109,13 @@ def run_model_case(case: ModelCase, rounds: int) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TrainCase:
-    """One training step of the lifting model: ``batch`` windows of one receptive field
-    (the strided path, as the task trains), train mode (batch statistics, dropout),
-    ``value_and_grad`` of the MPJPE w.r.t. the parameters. Variants: ``plain``
-    (``plain_channels``), ``chiral_flat`` (flat activations, ``impl="auto"``) and
-    ``chiral_structured`` (the model's default at this width)."""
+    """One training step of the lifting model, as the task trains it: ``batch`` windows of
+    one receptive field (the strided path), train mode (batch statistics, dropout), the
+    MPJPE's gradient and an Adam update. Variants: ``plain`` (``plain_channels``, ReLU)
+    and the chiral model (``chiral_channels``, tanh) in each form: ``chiral_dense`` and
+    ``chiral_even_odd``; ``auto_impl`` records which one the default picks. Besides the
+    step time, the *first call* (trace, compile and one step, what a user waits for
+    before training starts) is timed for each variant."""
 
     filter_widths: tuple[int, ...]
     batch: int
@@ -138,54 +128,61 @@ class TrainCase:
 
     @property
     def name(self) -> str:
-        return f"train step rf{self.receptive_field} b{self.batch}"
+        return f"train step rf{self.receptive_field} b{self.batch} c{self.plain_channels}"
 
 
-def _train_step(graphdef):
-    """``(params, rest, x, y) -> (loss, grads)`` of the strided path in train mode."""
+def _train_step(graphdef, optimizer):
+    """``(params, opt_state, rest, x, y) -> (loss, params, opt_state)``: one step."""
 
-    def step(params, rest, x, y):
+    def step(params, opt_state, rest, x, y):
         def loss(params):
             model = nnx.merge(graphdef, params, rest, copy=True)
             return jnp.mean(jnp.linalg.norm(model(x, strided=True) - y, axis=-1))
 
-        return jax.value_and_grad(loss)(params)
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return value, optax.apply_updates(params, updates), opt_state
 
     return step
 
 
 def run_train_case(case: TrainCase, rounds: int) -> dict:
-    """Time one training step per variant; returns a JSON-ready record."""
+    """Time the first call and then one training step per variant; a JSON-ready record."""
     common = dict(filter_widths=case.filter_widths, rngs=nnx.Rngs(0))
+    chiral = dict(chiral=True, channels=case.chiral_channels, **common)
     models = {
-        "plain": TemporalModel(
-            H36M_17, H36M_17, chiral=False, channels=case.plain_channels, **common
-        ),
-        "chiral_flat": TemporalModel(
-            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels, structured=False,
-            **common,
-        ),
-        "chiral_structured": TemporalModel(
-            H36M_17, H36M_17, chiral=True, channels=case.chiral_channels, structured=True,
-            **common,
-        ),
+        "plain": TemporalModel(H36M_17, H36M_17, chiral=False, channels=case.plain_channels,
+                               **common),
+        "chiral_dense": TemporalModel(H36M_17, H36M_17, impl="dense", **chiral),
+        "chiral_even_odd": TemporalModel(H36M_17, H36M_17, impl="even_odd", **chiral),
     }
     keys = jax.random.split(jax.random.key(0), 2)
     x = jax.random.normal(keys[0], (case.batch, case.receptive_field, 17, 2))
     y = jax.random.normal(keys[1], (case.batch, 1, 17, 3))
-    variants = []
+    optimizer = optax.adam(1e-3)
+    jax.block_until_ready(jax.jit(lambda a: a * 2)(x))  # the process's one-off start-up
+    variants, first_call = [], {}
     for name, model in models.items():
         model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        variants.append(Variant(name, jax.jit(_train_step(graphdef)), (params, rest, x, y)))
+        args = (params, optimizer.init(params), rest, x, y)
+        start = time.perf_counter()
+        compiled = jax.jit(_train_step(graphdef, optimizer)).lower(*args).compile()
+        jax.block_until_ready(compiled(*args))
+        first_call[name] = time.perf_counter() - start
+        variants.append(Variant(name, compiled, args))
     timing = time_variants(variants, "plain", rounds=rounds)
+    auto = TemporalModel(H36M_17, H36M_17, impl="auto", **chiral).impl
     return {
         "case": case.name,
         **dataclasses.asdict(case),
         "receptive_field": case.receptive_field,
         "seconds": timing.seconds,
         "ratio": timing.ratio,
+        "first_call_seconds": first_call,
+        "first_call_ratio": {k: v / first_call["plain"] for k, v in first_call.items()},
+        "auto_impl": auto,
         "params": {"plain": models["plain"].num_params,
-                   "chiral": models["chiral_flat"].num_params},
+                   "chiral": models["chiral_dense"].num_params},
         "rounds": timing.rounds,
     }

@@ -6,16 +6,18 @@ here satisfies ``f(T_in x) = T_out f(x)`` exactly, by construction: it stores
 only its free weight blocks and assembles the tied kernel in a pure function.
 """
 
-from flax.nnx import Dropout
-
+from chiral_jax._activation import ChiralActivation
 from chiral_jax._conv import ChiralConv1d
+from chiral_jax._dropout import ChiralDropout
 from chiral_jax._layout import ChiralLayout, layout_from_pairs
 from chiral_jax._linear import ChiralInvariant, ChiralLinear
+from chiral_jax._module import ChiralModule, ChiralSequential
 from chiral_jax._norm import ChiralBatchNorm
 from chiral_jax._recurrent import ChiralGRUCell, ChiralLSTMCell, ChiralRNN
 from chiral_jax._variables import ChiralParam
-from chiral_jax.activations import ODD_ACTIVATIONS, ChiralActivation, hardtanh, odd_activation
-from chiral_jax.eigen import EigenActivations
+from chiral_jax.activations import ODD_ACTIVATIONS, hardtanh, odd_activation
+from chiral_jax.even_odd import EvenOdd
+from chiral_jax.flip import flip_average
 from chiral_jax.generators import ChiralGenerator, ChiralParams
 from chiral_jax.skeletons import SKELETONS, Skeleton
 from chiral_jax.testing import assert_equivariant
@@ -24,21 +26,24 @@ __all__ = [
     "ChiralActivation",
     "ChiralBatchNorm",
     "ChiralConv1d",
+    "ChiralDropout",
     "ChiralGRUCell",
     "ChiralGenerator",
     "ChiralInvariant",
     "ChiralLSTMCell",
     "ChiralLayout",
     "ChiralLinear",
+    "ChiralModule",
     "ChiralParam",
     "ChiralParams",
     "ChiralRNN",
-    "Dropout",
-    "EigenActivations",
+    "ChiralSequential",
+    "EvenOdd",
     "ODD_ACTIVATIONS",
     "SKELETONS",
     "Skeleton",
     "assert_equivariant",
+    "flip_average",
     "hardtanh",
     "layout_from_pairs",
     "odd_activation",

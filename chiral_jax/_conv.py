@@ -53,7 +53,7 @@ class ChiralConv1d(TiedKernel):
       mode, use_bias, dtype, param_dtype, precision, kernel_init, bias_init,
       rngs, impl: as :class:`ChiralLinear`; ``kernel_init`` gets the full shape
       ``(K, n_in, n_out)`` so its fan-in counts the taps, as in ``nnx.Conv``. With
-      ``impl="eigen"`` both half-size convolutions use every tap.
+      ``impl="even_odd"`` both half-size convolutions use every tap.
     """
 
     def __init__(

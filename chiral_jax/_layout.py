@@ -224,32 +224,65 @@ class ChiralLayout:
 
     # -- the transform ----------------------------------------------------------------
 
-    def transform(self, x, *, flat: bool | None = None):
-        """Apply ``T`` to ``x`` shaped ``[..., J, D]`` or flattened ``[..., J*D]``.
+    def transform(
+        self,
+        x,
+        *,
+        flat: bool | None = None,
+        joint_axis: int | None = None,
+        dim_axis: int | None = None,
+    ):
+        """Apply ``T`` to a NumPy or JAX array; returns the same kind, dtype and shape.
 
-        ``flat`` picks the reading when both could apply (``J*D == D`` only for a
-        one-joint layout); by default ``[..., J, D]`` is used when the last two axes
-        match, else ``[..., J*D]``. Raises ``ValueError`` when neither matches.
+        NumPy in, NumPy out (no device round trip); anything else goes through
+        ``jnp.asarray`` and comes out a JAX array, so the transform works under
+        ``jit``, ``vmap`` and ``grad``.
+
+        Args:
+          x: by default ``[..., J, D]`` when the last two axes match, else the
+            flattened ``[..., J*D]``.
+          flat: force the flattened (``True``) or ``[..., J, D]`` (``False``)
+            reading of the trailing axes; needed only when both match (a one-joint
+            layout).
+          joint_axis, dim_axis: the axes of size ``J`` and ``D`` when they are not
+            the trailing two, e.g. ``joint_axis=2, dim_axis=0`` for Kinetics-skeleton
+            clips ``(C, T, V, M)``; an axis not given keeps its default (-2 or -1).
+
+        Raises:
+          ValueError: naming the axis sizes expected and got, when they do not match.
+
+        >>> layout = ChiralLayout(left=(1,), right=(2,), centre=(0,), dims=2, negated=(0,))
+        >>> layout.transform(np.arange(6).reshape(2, 3), joint_axis=1, dim_axis=0).tolist()
+        [[0, -2, -1], [3, 5, 4]]
         """
-        x = jnp.asarray(x)
-        if flat is None:
-            flat = not (x.ndim >= 2 and x.shape[-2:] == (self.num_joints, self.dims))
-        if flat:
-            if x.ndim < 1 or x.shape[-1] != self.size:
-                raise ValueError(
-                    f"layout expects a last axis of J*D = {self.num_joints}*{self.dims} = "
-                    f"{self.size} (or trailing axes [J, D] = [{self.num_joints}, {self.dims}])"
-                    f", got shape {x.shape}"
-                )
-            signs = jnp.asarray(self.signs, dtype=x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
-            return jnp.take(x, self.permutation, axis=-1) * signs
-        if x.ndim < 2 or x.shape[-2:] != (self.num_joints, self.dims):
-            raise ValueError(
-                f"layout expects trailing axes [J, D] = [{self.num_joints}, {self.dims}], "
-                f"got shape {x.shape}"
-            )
-        signs = jnp.asarray(self.dim_signs, dtype=x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
-        return jnp.take(x, self.joint_permutation, axis=-2) * signs
+        xp = np if isinstance(x, np.ndarray) else jnp
+        x = xp.asarray(x)
+        if joint_axis is None and dim_axis is None:
+            trailing = x.ndim >= 2 and x.shape[-2:] == (self.num_joints, self.dims)
+            if flat or (flat is None and not trailing):
+                if x.ndim < 1 or x.shape[-1] != self.size:
+                    raise ValueError(
+                        f"layout expects a last axis of J*D = {self.num_joints}*{self.dims} = "
+                        f"{self.size} (or trailing axes [J, D] = [{self.num_joints}, "
+                        f"{self.dims}]), got shape {x.shape}"
+                    )
+                return _signed_take(xp, x, self.permutation, self.signs, -1, -1)
+        elif flat:
+            raise ValueError("flat=True reads the last axis as J*D: give no joint_axis/dim_axis")
+        joint_axis = -2 if joint_axis is None else joint_axis
+        dim_axis = -1 if dim_axis is None else dim_axis
+        expected = (
+            f"layout expects J={self.num_joints} joints on axis {joint_axis} and "
+            f"D={self.dims} dims on axis {dim_axis}"
+        )
+        if not all(-x.ndim <= a < x.ndim for a in (joint_axis, dim_axis)):
+            raise ValueError(f"{expected}, got shape {x.shape} ({x.ndim} axes)")
+        if joint_axis % x.ndim == dim_axis % x.ndim:
+            raise ValueError(f"{expected}: joint_axis and dim_axis must be different axes")
+        found = (x.shape[joint_axis], x.shape[dim_axis])
+        if found != (self.num_joints, self.dims):
+            raise ValueError(f"{expected}, got sizes {found} in shape {x.shape}")
+        return _signed_take(xp, x, self.joint_permutation, self.dim_signs, joint_axis, dim_axis)
 
     def check_features(self, x, what: str = "input") -> None:
         """Raise a clear error unless ``x``'s last axis is this layout's flat width."""
@@ -258,6 +291,13 @@ class ChiralLayout:
                 f"{what} has last axis {x.shape[-1] if x.ndim else None} (shape {x.shape}), "
                 f"but its layout has J*D = {self.num_joints}*{self.dims} = {self.size} channels"
             )
+
+
+def _signed_take(xp, x, perm: np.ndarray, signs: np.ndarray, perm_axis: int, sign_axis: int):
+    """``x`` gathered by ``perm`` along ``perm_axis``, times ``signs`` along ``sign_axis``."""
+    shape = [1] * x.ndim
+    shape[sign_axis] = len(signs)
+    return xp.take(x, perm, axis=perm_axis) * xp.asarray(signs, dtype=x.dtype).reshape(shape)
 
 
 def layout_from_pairs(

@@ -32,10 +32,10 @@ class ChiralLinear(TiedKernel):
       bias_init: a Flax initialiser for the full bias.
       dot_general: the dot product (default ``jax.lax.dot_general``).
       rngs: ``nnx.Rngs`` with a ``params`` stream.
-      impl: ``"kernel"`` (one matmul with the assembled kernel), ``"eigen"`` (two
+      impl: ``"dense"`` (one matmul with the assembled kernel), ``"even_odd"`` (two
         matmuls of about half the multiply-adds in the even/odd basis, see
-        :mod:`chiral_jax.eigen`) or ``"auto"`` (default: ``"eigen"`` where
-        :func:`chiral_jax.eigen.prefers_eigen` holds, i.e. for wide layers). Same
+        :mod:`chiral_jax.even_odd`) or ``"auto"`` (default: ``"even_odd"`` where
+        :func:`chiral_jax.even_odd.prefers_even_odd` holds, i.e. for wide layers). Same
         outputs and gradients either way.
 
     >>> from flax import nnx

@@ -7,19 +7,41 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes
 
+from chiral_jax import even_odd
 from chiral_jax._layout import ChiralLayout
+from chiral_jax._module import ChiralModule
 from chiral_jax._variables import ChiralParam
+from chiral_jax.even_odd import EvenOdd
 from chiral_jax.generators import ChiralGenerator
 
 _ONES = nnx.initializers.ones_init()
 _ZEROS = nnx.initializers.zeros_init()
 
 
+def _assemble_bias(gen: ChiralGenerator, packed: jax.Array) -> jax.Array:
+    """A tied per-channel vector from its packed free entries. Slices and concatenations
+    for a canonical layout (they fuse with what follows, in both passes); the gather
+    otherwise."""
+    if gen.layout_out.is_canonical:
+        return gen.assemble_bias(gen.unpack(packed, "bias"))
+    return gen.assemble_packed(packed, "bias")
+
+
+def _mirror(v: jax.Array, layout: ChiralLayout, *, signed: bool) -> jax.Array:
+    """``T v`` for a per-channel vector ``[layout.size]`` (unsigned: the swap alone).
+    A canonical layout swaps two slices (fusible); others take a permutation."""
+    if not layout.is_canonical:
+        return (layout if signed else layout.unsigned()).transform(v, flat=True)
+    pairs = len(layout.left) * layout.dims
+    swapped = jnp.concatenate([v[pairs : 2 * pairs], v[:pairs], v[2 * pairs :]])
+    return swapped * jnp.asarray(layout.signs, v.dtype) if signed else swapped
+
+
 def _bcast(v: jax.Array, ndim: int) -> jax.Array:
     return jnp.reshape(v, (1,) * (ndim - 1) + (-1,))
 
 
-class ChiralBatchNorm(nnx.Module):
+class ChiralBatchNorm(ChiralModule):
     """Batch norm whose statistics are those of the batch and its mirror image.
 
     With ``m = E[x]`` and ``q = E[x^2]`` over every axis but the last,
@@ -30,13 +52,16 @@ class ChiralBatchNorm(nnx.Module):
     a bias (``beta_r = s * beta_l``, ``beta_cn = 0``). Train with 50% mirrored
     samples so that batch statistics match this assumption.
 
-    Shapes: ``x [..., layout.size] -> same``.
+    Shapes: ``x [..., layout.size] -> same``. In the even/odd basis (:meth:`even_odd`)
+    it is one multiply-add per channel, with the statistics computed in that basis.
 
     Args:
       layout: the channel layout.
       use_running_average: use the stored statistics (``model.eval()`` sets it).
       momentum: running-average decay, Flax convention
-        ``ra = momentum * ra + (1 - momentum) * batch`` (PyTorch's 0.1 is 0.9 here).
+        ``ra = momentum * ra + (1 - momentum) * batch`` (PyTorch's 0.1 is 0.9 here): a
+        float, or a scalar ``nnx.Variable`` (state: a schedule can change it between
+        steps without retracing a jitted step).
       epsilon: added to the variance.
       use_scale, use_bias: the affine part, each on or off.
       axis_name: a mapped axis name to average statistics across devices.
@@ -59,7 +84,7 @@ class ChiralBatchNorm(nnx.Module):
         bias_init=_ZEROS,
         rngs: nnx.Rngs,
     ):
-        self.layout = layout
+        self.layout = self.layout_in = self.layout_out = layout
         self.use_running_average = use_running_average
         self.momentum = momentum
         self.epsilon = epsilon
@@ -88,13 +113,13 @@ class ChiralBatchNorm(nnx.Module):
         """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
         if self.free_scale is None:
             return None
-        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
+        return _assemble_bias(self._scale_gen, self.free_scale[...])
 
     def offset(self) -> jax.Array | None:
         """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
         if self.free_offset is None:
             return None
-        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
+        return _assemble_bias(self._offset_gen, self.free_offset[...])
 
     def _mirror_stats(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         axes = tuple(range(x.ndim - 1))
@@ -102,29 +127,73 @@ class ChiralBatchNorm(nnx.Module):
         q = jnp.mean(jnp.square(x), axis=axes)
         if self.axis_name is not None:
             m, q = jax.lax.pmean((m, q), self.axis_name)
-        perm = self.layout.permutation
-        signs = jnp.asarray(self.layout.signs, m.dtype)
-        mu = (m + signs * jnp.take(m, perm)) / 2
-        q = (q + jnp.take(q, perm)) / 2
+        mu = (m + _mirror(m, self.layout, signed=True)) / 2
+        q = (q + _mirror(q, self.layout, signed=False)) / 2
         return mu, jnp.maximum(q - jnp.square(mu), 0.0)
+
+    def _statistics(self, batch_stats, use_running_average: bool | None):
+        """``(mean, var)``: running ones, or those of the batch (``batch_stats()``), in
+        which case the running averages are updated."""
+        use_ra = self.use_running_average if use_running_average is None else use_running_average
+        if use_ra:
+            return self.mean[...], self.var[...]
+        mean, var = batch_stats()
+        self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
+        self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
+        return mean, var
 
     def __call__(self, x: jax.Array, *, use_running_average: bool | None = None) -> jax.Array:
         self.layout.check_features(x, "ChiralBatchNorm input")
-        use_ra = self.use_running_average if use_running_average is None else use_running_average
-        if use_ra:
-            mean, var = self.mean[...], self.var[...]
-        else:
-            mean, var = self._mirror_stats(x.astype(jnp.float32))
-            self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
-            self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
-        x, mean, var, scale, offset = dtypes.promote_dtype(
-            (x, mean, var, self.scale(), self.offset()), dtype=self.dtype
-        )
-        mul = jax.lax.rsqrt(var + self.epsilon)
-        if scale is not None:
-            mul = mul * scale
-        y = (x - _bcast(mean, x.ndim)) * _bcast(mul, x.ndim)
-        return y if offset is None else y + _bcast(offset, x.ndim)
+        with jax.named_scope("ChiralBatchNorm"):
+            mean, var = self._statistics(
+                lambda: self._mirror_stats(x.astype(jnp.float32)), use_running_average
+            )
+            x, mean, var, scale, offset = dtypes.promote_dtype(
+                (x, mean, var, self.scale(), self.offset()), dtype=self.dtype
+            )
+            mul = jax.lax.rsqrt(var + self.epsilon)
+            if scale is not None:
+                mul = mul * scale
+            y = (x - _bcast(mean, x.ndim)) * _bcast(mul, x.ndim)
+            return y if offset is None else y + _bcast(offset, x.ndim)
+
+    def even_odd(self, z: EvenOdd, *, use_running_average: bool | None = None) -> EvenOdd:
+        """Batch norm on even/odd activations, with no basis change.
+
+        Batch norm is ``x * m + c`` per channel with ``m`` swap symmetric and ``c``
+        mirror symmetric, which this basis keeps diagonal: a pair's ``u`` and ``v`` both
+        scale by ``m_L``, ``u`` shifts by ``2 c_L`` and ``v`` not at all. In training the
+        united batch statistics come from this basis too
+        (:func:`chiral_jax.even_odd.mirror_stats`), and the running averages are updated
+        exactly as the joint-basis call updates them.
+        """
+        self._check_even_odd(z)
+        with jax.named_scope("ChiralBatchNorm.even_odd"):
+            mean, var = self._statistics(
+                lambda: even_odd.mirror_stats(z, self.axis_name), use_running_average
+            )
+            mean, var, scale, offset = dtypes.promote_dtype(
+                (mean, var, self.scale(), self.offset()), dtype=self.dtype
+            )
+            dtype = self.dtype or jnp.result_type(z.plus, mean)
+            mul = jax.lax.rsqrt(var + self.epsilon)
+            if scale is not None:
+                mul = mul * scale
+            shift = -mean * mul
+            if offset is not None:
+                shift = shift + offset
+            mul_l, mul_cp, mul_cn = (
+                a.astype(dtype) for a in even_odd.channel_parts(mul, self.layout)
+            )
+            shift_l, shift_cp, _ = (
+                a.astype(dtype) for a in even_odd.channel_parts(shift, self.layout)
+            )
+            mul_plus = jnp.concatenate([mul_l, mul_cp])
+            mul_minus = jnp.concatenate([mul_l, mul_cn])
+            shift_plus = jnp.concatenate([2 * shift_l, shift_cp])
+            plus = z.plus.astype(dtype) * _bcast(mul_plus, z.plus.ndim)
+            minus = z.minus.astype(dtype) * _bcast(mul_minus, z.minus.ndim)
+            return EvenOdd(plus + _bcast(shift_plus, plus.ndim), minus, self.layout)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.BatchNorm:
         """An ``nnx.BatchNorm`` with the same affine and running statistics.
@@ -132,13 +201,10 @@ class ChiralBatchNorm(nnx.Module):
         Equal to this layer in evaluation mode (``use_running_average=True``); in
         training it would not symmetrise the batch statistics.
         """
-        momentum = self.momentum
-        if isinstance(momentum, nnx.Variable):  # momentum held as state by a model
-            momentum = float(momentum[...])
         plain = nnx.BatchNorm(
             self.layout.size,
             use_running_average=True,
-            momentum=momentum,
+            momentum=float(jnp.asarray(self.momentum)),
             epsilon=self.epsilon,
             use_scale=self.use_scale,
             use_bias=self.use_bias,
@@ -153,5 +219,3 @@ class ChiralBatchNorm(nnx.Module):
         if self.use_bias:
             plain.bias[...] = self.offset()
         return plain
-
-

@@ -10,19 +10,21 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes
 
-from chiral_jax import eigen
+from chiral_jax import even_odd
 from chiral_jax._layout import ChiralLayout
+from chiral_jax._module import ChiralModule
 from chiral_jax._variables import ChiralParam
+from chiral_jax.even_odd import EvenOdd
 from chiral_jax.generators import ChiralGenerator, ChiralParams, Mode
 
 default_kernel_init = nnx.initializers.lecun_normal()
 default_bias_init = nnx.initializers.zeros_init()
 
-Impl = Literal["auto", "kernel", "eigen"]
-IMPLS = ("auto", "kernel", "eigen")
+Impl = Literal["auto", "dense", "even_odd"]
+IMPLS = ("auto", "dense", "even_odd")
 
 
-class TiedKernel(nnx.Module):
+class TiedKernel(ChiralModule):
     """Stores the free blocks of ``ChiralGenerator(layout_in, layout_out, mode, lead)``.
 
     Subclasses define their linear operation ``_op`` (a matmul, a convolution) and
@@ -30,14 +32,16 @@ class TiedKernel(nnx.Module):
     rebuilt each step (``O(params)``), so gradients flow to the free blocks only,
     along one of two paths (``impl``):
 
-    * ``"kernel"``: assemble the full tied kernel and run one ``n_in x n_out`` op;
-    * ``"eigen"``: change to the even/odd basis (:mod:`chiral_jax.eigen`) and run two
-      ops, ``n+_in x n+_out`` and ``n-_in x n-_out``: about half the multiply-adds
+    * ``"dense"``: assemble the full tied kernel (one gather from the packed free
+      blocks) and run one ``n_in x n_out`` op;
+    * ``"even_odd"``: change to the even/odd basis (:mod:`chiral_jax.even_odd`) and run
+      two ops, ``n+_in x n+_out`` and ``n-_in x n-_out``: about half the multiply-adds
       for balanced layouts, plus ``O(width)`` adds per sample for the basis change;
-    * ``"auto"`` (default): ``"eigen"`` where :func:`chiral_jax.eigen.prefers_eigen`
-      says the saved multiply-adds outweigh the basis change, else ``"kernel"``.
+    * ``"auto"`` (default): ``"even_odd"`` where :func:`chiral_jax.even_odd.prefers_even_odd`
+      says the saved multiply-adds outweigh the basis change, else ``"dense"``.
 
-    Both paths give the same outputs and gradients (to float rounding).
+    Both paths give the same outputs and gradients (to float rounding). :meth:`even_odd`
+    runs the two half-size ops on activations already in the even/odd basis.
     """
 
     def __init__(
@@ -92,24 +96,26 @@ class TiedKernel(nnx.Module):
             bias = self.generator.assemble_packed(self.free_bias[...], "bias")
         return kernel, bias
 
-    def eigen_kernel(self) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    def even_odd_kernel(self) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """The tied kernel in the even/odd basis: ``(A, B, bias_plus)``.
 
         Shapes: ``A (*lead, n+_in, n+_out)``, ``B (*lead, n-_in, n-_out)``,
         ``bias_plus (n+_out,)`` (None without bias; the ``-1`` space has none).
         """
-        params = self.free_params()
-        a, b = eigen.eigen_kernels(self.generator, params.kernel)
-        bias = None if params.bias is None else eigen.eigen_bias(self.generator, params.bias)
+        a, b = even_odd.kernels_packed(self.generator, self.free_kernel[...])
+        bias = None
+        if self.free_bias is not None:
+            bias = even_odd.bias(self.generator, self.generator.unpack(self.free_bias[...], "bias"))
         return a, b, bias
 
     @property
-    def resolved_impl(self) -> Literal["kernel", "eigen"]:
+    def resolved_impl(self) -> Literal["dense", "even_odd"]:
         """The path ``impl`` picks for this layer's shapes (``"auto"`` resolved)."""
         if self.impl != "auto":
             return self.impl
         taps = math.prod(self.generator.lead)
-        return "eigen" if eigen.prefers_eigen(self.layout_in, self.layout_out, taps) else "kernel"
+        prefers = even_odd.prefers_even_odd(self.layout_in, self.layout_out, taps)
+        return "even_odd" if prefers else "dense"
 
     def _op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         """The layer's linear operation on channels-last ``x``, kernel ``(*lead, n_in, n_out)``."""
@@ -121,35 +127,28 @@ class TiedKernel(nnx.Module):
         The computation dtype is ``self.dtype``, or promoted from the input and the
         parameters when None, as in Flax layers.
         """
-        if self.resolved_impl == "kernel":
-            kernel, bias = self.dense_kernel()
-            x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
-            return add_bias(self._op(x, kernel), bias)
-        a, b, bias = self.eigen_kernel()
-        x, a, b, bias = dtypes.promote_dtype((x, a, b, bias), dtype=self.dtype)
-        plus, minus = self._eigen_op(*eigen.to_eigen(x, self.layout_in), a, b, bias)
-        return eigen.from_eigen(plus, minus, self.layout_out)
+        with jax.named_scope(f"{type(self).__name__}.{self.resolved_impl}"):
+            if self.resolved_impl == "dense":
+                kernel, bias = self.dense_kernel()
+                x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
+                return add_bias(self._op(x, kernel), bias)
+            return self._even_odd(EvenOdd.from_joint(x, self.layout_in)).to_joint()
 
-    def eigen_call(self, z: eigen.EigenActivations) -> eigen.EigenActivations:
-        """The layer on activations held in the even/odd basis (no basis change).
+    def even_odd(self, z: EvenOdd) -> EvenOdd:
+        """The layer on activations in the even/odd basis: two half-size ops, no basis change.
 
-        ``z.layout`` must be ``layout_in``; returns activations in ``layout_out``. See
-        :class:`chiral_jax.eigen.EigenActivations`: networks that stay in this form
-        change basis only around their activations.
+        ``z.layout`` must be ``layout_in``; returns activations in ``layout_out``.
         """
-        if z.layout != self.layout_in:
-            raise ValueError(
-                f"eigen_call expects activations in this layer's input layout "
-                f"{self.layout_in}, got {z.layout}"
-            )
-        a, b, bias = self.eigen_kernel()
+        self._check_even_odd(z)
+        with jax.named_scope(f"{type(self).__name__}.even_odd"):
+            return self._even_odd(z)
+
+    def _even_odd(self, z: EvenOdd) -> EvenOdd:
+        a, b, bias = self.even_odd_kernel()
         plus, minus, a, b, bias = dtypes.promote_dtype(
             (z.plus, z.minus, a, b, bias), dtype=self.dtype
         )
-        return eigen.EigenActivations(*self._eigen_op(plus, minus, a, b, bias), self.layout_out)
-
-    def _eigen_op(self, plus, minus, a, b, bias) -> tuple[jax.Array, jax.Array]:
-        return add_bias(self._op(plus, a), bias), self._op(minus, b)
+        return EvenOdd(add_bias(self._op(plus, a), bias), self._op(minus, b), self.layout_out)
 
     def load_dense(self, kernel: jax.Array, bias: jax.Array | None = None) -> None:
         """Set the free blocks to the orthogonal projection of a plain kernel (and bias)."""

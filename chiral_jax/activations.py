@@ -12,7 +12,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 
 def hardtanh(x: jax.Array) -> jax.Array:
@@ -60,16 +59,3 @@ def odd_activation(fn: str | Callable[[jax.Array], jax.Array]) -> Callable[[jax.
             "chirality equivariance. Use tanh, softsign or hardtanh before the invariance layer."
         )
     return fn
-
-
-class ChiralActivation(nnx.Module):
-    """An elementwise odd activation as a module; rejects non-odd functions at construction.
-
-    Shapes: any; equivariant for every layout because ``f`` is odd and elementwise.
-    """
-
-    def __init__(self, fn: str | Callable[[jax.Array], jax.Array] = "tanh"):
-        self.fn = odd_activation(fn)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fn(x)

@@ -9,6 +9,7 @@ leg from the ankle up).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from chiral_jax._layout import ChiralLayout
 
@@ -50,6 +51,103 @@ class Skeleton:
         """The layout of this skeleton with ``dims`` per joint (x = dim 0 negated by default)."""
         negated = tuple(d for d in negated if d < dims)
         return ChiralLayout(self.left, self.right, self.centre, dims, negated)
+
+    def hidden_layout(self, channels: int, negated_fraction: float) -> ChiralLayout:
+        """The chiral layout of ``channels`` hidden features: ``channels // J`` dims per joint.
+
+        It keeps this skeleton's joint structure (``len(left)`` pairs, ``len(centre)``
+        centre joints) in the canonical order ``[left, right, centre]`` with the
+        ``round(dims * negated_fraction)`` negated dims first: hidden channels have no
+        fixed joint order, and this one assembles kernels without a gather (the
+        paper: 1020 channels = 17 joints x 60 dims, 20 negated).
+
+        Raises:
+          ValueError: unless ``channels`` is a positive multiple of ``J``.
+
+        >>> layout = H36M_17.hidden_layout(1020, 1 / 3)
+        >>> layout.size, len(layout.negated)
+        (1020, 20)
+        """
+        joints = self.num_joints
+        if channels < joints or channels % joints:
+            raise ValueError(
+                f"channels={channels} must be a positive multiple of the {joints} joints of "
+                f"skeleton {self.name!r}: the chiral hidden layout gives every joint "
+                f"channels // J dims (e.g. channels={joints * max(1, round(channels / joints))})"
+            )
+        return ChiralLayout.hidden(
+            pairs=len(self.left),
+            centre=len(self.centre),
+            dims=channels // joints,
+            negated=float(negated_fraction),
+        )
+
+    # -- JSON ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """This skeleton as JSON-ready builtins; :meth:`from_dict` inverts it exactly.
+
+        Keys: ``name``, ``joint_names``, ``parents``, ``left``, ``right`` and, for
+        readers, the derived ``centre``.
+
+        >>> Skeleton.from_dict(PENN_ACTION_13.to_dict()) == PENN_ACTION_13
+        True
+        """
+        return {
+            "name": self.name,
+            "joint_names": list(self.joint_names),
+            "parents": list(self.parents),
+            "left": list(self.left),
+            "right": list(self.right),
+            "centre": list(self.centre),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Skeleton:
+        """The skeleton of a :meth:`to_dict` dict (e.g. read from JSON).
+
+        ``centre`` may be left out; when given it must list exactly the unpaired joints.
+
+        Raises:
+          ValueError: naming the field that is missing, unknown, of the wrong type, or
+            inconsistent (a parent or pair index out of range, a joint in two pairs).
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a skeleton dict must be a mapping, got {type(d).__name__}")
+        required = {"name", "joint_names", "parents", "left", "right"}
+        missing = sorted(required - set(d))
+        unknown = sorted(set(d) - required - {"centre"})
+        if missing:
+            raise ValueError(f"skeleton dict lacks the fields {missing}")
+        if unknown:
+            raise ValueError(f"skeleton dict has unknown fields {unknown}")
+        if not isinstance(d["name"], str):
+            raise ValueError(f"skeleton field 'name' must be a string, got {d['name']!r}")
+        skeleton = cls(
+            name=d["name"],
+            joint_names=_field(d, "joint_names", str),
+            parents=_field(d, "parents", int),
+            left=_field(d, "left", int),
+            right=_field(d, "right", int),
+        )
+        if "centre" in d and _field(d, "centre", int) != skeleton.centre:
+            raise ValueError(
+                f"skeleton field 'centre' is {list(d['centre'])}, but the joints in no pair "
+                f"are {list(skeleton.centre)}"
+            )
+        return skeleton
+
+
+def _field(d: Mapping, key: str, kind: type) -> tuple:
+    """``d[key]`` as a tuple, checked to be a list of ``kind`` (bool is no int here)."""
+    values = d[key]
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(
+            f"skeleton field {key!r} must be a list of {kind.__name__}, got {values!r}"
+        )
+    return tuple(values)
 
 
 H36M_17 = Skeleton(

@@ -20,8 +20,9 @@
 # free weight blocks and assembles a tied, sign-flipped kernel from them.
 #
 # This tour shows the transform on a toy pose, a layer's equivariance, the tied kernel,
-# the parameter savings, the even/odd fast path's speed, and a small 2D→3D lifting
-# model trained on generated motion.
+# the parameter savings, the speed of the even/odd path, and a small 2D→3D lifting
+# model trained on generated motion. The words are defined in the glossary of
+# `docs/concepts.md`.
 #
 # Figures are saved as PNGs under `$CHIRAL_TOUR_OUT` (a temporary folder by default);
 # `$CHIRAL_TOUR_STEPS` sets the lifting model's training steps.
@@ -42,8 +43,7 @@ from flax import nnx
 from IPython.display import Image, display
 from matplotlib.colors import hsv_to_rgb
 
-from chiral_jax import ChiralGenerator, ChiralLayout, ChiralLinear, assert_equivariant
-from chiral_jax.eigen import EigenActivations
+from chiral_jax import ChiralGenerator, ChiralLayout, ChiralLinear, EvenOdd, assert_equivariant
 from chiral_jax.skeletons import H36M_17
 from chiral_tasks.common.camera import make_cameras, project_to_2d
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
@@ -233,7 +233,7 @@ complete, paper, outline = compare_modes(pose_2d, pose_3d, "kernel_h36m", False,
 # Weights only (biases excluded).
 
 # %%
-hidden = H36M_17.layout(2).with_dims(60, 1 / 3)  # 17 joints x 60 dims = 1020 channels
+hidden = H36M_17.hidden_layout(1020, 1 / 3)  # 17 joints x 60 dims, a third of them negated
 cases = {
     "Human3.6M 2D -> 3D (34 -> 51)": (H36M_17.layout(2), H36M_17.layout(3)),
     "hidden 1020 -> 1020": (hidden, hidden),
@@ -252,32 +252,34 @@ for name, (li, lo) in cases.items():
 assert counts["Human3.6M 2D -> 3D (34 -> 51)"] == (807, 867, 1734)
 
 # %% [markdown]
-# ## 5. The even/odd fast path
+# ## 5. The even/odd path
 #
 # In the basis `u = x_L + s·x_R`, `v = x_L − s·x_R` (centre channels as they are) the
-# tied kernel is block diagonal, so a layer is two half-size matmuls (`impl="eigen"`)
-# instead of one with the assembled kernel (`impl="kernel"`); `impl="auto"` picks by
-# width. Below: the jitted forward pass, free-block assembly included, of a hidden layer
-# 136 and 1020 (the paper's width) channels wide, against `nnx.Linear`, on a batch of
-# 256. The numbers are medians of interleaved rounds on whatever machine runs this
-# notebook, printed as measured: at small widths the assembly and the basis change can
-# cost more than the halved matmul saves. The `structured` column keeps input and output
-# in the even/odd basis (`EigenActivations`, `layer.eigen_call`), as a network does that
-# changes basis only at its ends: the lifting `TemporalModel` runs that way by default
-# when it is wide enough. On CPU the basis changes and the odd activations between such
-# layers run as small fused C++ kernels (`chiral_jax.native`, built on first use when a
-# compiler is present; XLA ops otherwise, with the same results).
+# tied kernel is block diagonal, so a layer is two half-size matmuls (`impl="even_odd"`)
+# instead of one with the assembled kernel (`impl="dense"`); `impl="auto"` picks by
+# width, with a cost model (`chiral_jax.even_odd.prefers_even_odd`): the even/odd path
+# when the multiply-adds it saves outweigh the basis change. Below: the jitted forward
+# pass, free-block assembly included, of a hidden layer 136 and 1020 (the paper's width)
+# channels wide, against `nnx.Linear`, on a batch of 256, and the path `"auto"` takes.
+# The numbers are medians of interleaved rounds on whatever machine runs this notebook,
+# printed as measured: at small widths the assembly and the basis change can cost more
+# than the halved matmul saves. The `even/odd form` column keeps input and output in the
+# even/odd basis (`EvenOdd` activations, `layer.even_odd(z)`), as a network of chiral
+# modules does that changes basis only at its ends: the lifting `TemporalModel` runs
+# that way (`impl="even_odd"`) when it is wide enough. Everything here runs on XLA ops;
+# on a CPU, `chiral_jax.fused.enable()` (opt-in) would run the basis changes and the odd
+# activations between such layers as fused C++ kernels, with the same results.
 
 
 # %%
-def compiled(module, structured=False):
-    """A jitted pure forward pass of ``module``: ``fn(state, x)``; structured: the
-    layer's ``eigen_call`` on ``x`` held as :class:`EigenActivations`."""
+def compiled(module, even_odd_form=False):
+    """A jitted pure forward pass of ``module``: ``fn(state, x)``; with ``even_odd_form``,
+    the layer's ``even_odd`` on ``x`` held as :class:`EvenOdd` activations."""
     graphdef, state = nnx.split(module)
-    if not structured:
+    if not even_odd_form:
         fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
     else:
-        fn = jax.jit(lambda state, z: nnx.merge(graphdef, state).eigen_call(z))
+        fn = jax.jit(lambda state, z: nnx.merge(graphdef, state).even_odd(z))
     return fn, state
 
 
@@ -294,23 +296,28 @@ def median_seconds(variants, inputs, rounds=15):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-names = ("plain", "kernel", "eigen", "structured")
-print(f"{'width':>6s} " + " ".join(f"{n + ' us':>13s}" for n in names) + "  ratios to plain")
+names = ("plain", "dense", "even_odd", "even/odd form")
+print(
+    f"{'width':>6s} {'auto':>9s} "
+    + " ".join(f"{n + ' us':>16s}" for n in names)
+    + "  ratios to plain"
+)
 for dims in (8, 60):
-    lay = H36M_17.layout(2).with_dims(dims, 1 / 3)
+    lay = H36M_17.hidden_layout(17 * dims, 1 / 3)
     x = jax.random.normal(jax.random.key(0), (256, lay.size))
     rngs = nnx.Rngs(0)
+    auto = ChiralLinear(lay, lay, rngs=rngs)
     variants = {
         "plain": compiled(nnx.Linear(lay.size, lay.size, rngs=rngs)),
-        "kernel": compiled(ChiralLinear(lay, lay, impl="kernel", rngs=rngs)),
-        "eigen": compiled(ChiralLinear(lay, lay, impl="eigen", rngs=rngs)),
-        "structured": compiled(ChiralLinear(lay, lay, rngs=rngs), structured=True),
+        "dense": compiled(ChiralLinear(lay, lay, impl="dense", rngs=rngs)),
+        "even_odd": compiled(ChiralLinear(lay, lay, impl="even_odd", rngs=rngs)),
+        "even/odd form": compiled(auto, even_odd_form=True),
     }
-    inputs = {n: x for n in names} | {"structured": EigenActivations.from_joint(x, lay)}
+    inputs = {n: x for n in names} | {"even/odd form": EvenOdd.from_joint(x, lay)}
     t = median_seconds(variants, inputs)
     print(
-        f"{lay.size:6d} "
-        + " ".join(f"{t[n] * 1e6:13.0f}" for n in names)
+        f"{lay.size:6d} {auto.resolved_impl:>9s} "
+        + " ".join(f"{t[n] * 1e6:16.0f}" for n in names)
         + "  "
         + " / ".join(f"{t[n] / t['plain']:.2f}" for n in names[1:])
     )
@@ -320,7 +327,9 @@ for dims in (8, 60):
 #
 # VideoPose3D's temporal convolutional network (`chiral_tasks.lifting.model.TemporalModel`),
 # chiral: an expand convolution and one residual block, both of width 3 (receptive field
-# 9), 17 × 8 hidden channels. Data: the procedural humanoid of `chiral_tasks.common.motion`,
+# 9), 17 × 8 hidden channels: narrow enough that `impl="auto"` runs it `"dense"`
+# (joint-basis activations; `impl="even_odd"` is the same function in the even/odd
+# basis). Data: the procedural humanoid of `chiral_tasks.common.motion`,
 # filmed by four Human3.6M-like cameras; inputs are 2D poses in normalised screen
 # coordinates, targets 3D poses in the camera frame relative to the hip. The training
 # data holds only right-handed performances; the test sequence is a held-out subject
@@ -368,6 +377,7 @@ model = TemporalModel(
     rngs=nnx.Rngs(0),
 )
 RF, WINDOW, BATCH = model.receptive_field, 40, 32
+print("form:", model.impl, "| receptive field:", RF, "| parameters:", model.num_params)
 optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 
 

@@ -88,3 +88,71 @@ def test_transform_rejects_wrong_shapes():
         layout.transform(jnp.zeros((4, 33)))
     with pytest.raises(ValueError, match="17"):
         layout.check_features(jnp.zeros((4, 51)))
+
+
+def _with_axes(rng, layout, x):
+    """``x [..., J, D]`` with its joint and dim axes moved to random places."""
+    axes = rng.choice(x.ndim, size=2, replace=False)
+    return np.moveaxis(x, (-2, -1), tuple(axes)), (int(axes[0]), int(axes[1]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transform_on_numpy_and_jax_agree_on_any_axes(seed):
+    rng = np.random.default_rng(seed)
+    layout = random_layout(rng)
+    x = rng.normal(size=(2, 3, layout.num_joints, layout.dims)).astype(np.float32)
+    moved, (joint_axis, dim_axis) = _with_axes(rng, layout, x)
+    expected = np.moveaxis(layout.transform(x), (-2, -1), (joint_axis, dim_axis))
+    on_jax = layout.transform(jnp.asarray(moved), joint_axis=joint_axis, dim_axis=dim_axis)
+    assert isinstance(on_jax, jax.Array)
+    np.testing.assert_array_equal(on_jax, expected)
+    # Negative axes address the same ones; numpy stays numpy, of the same dtype.
+    kw = dict(joint_axis=joint_axis - x.ndim, dim_axis=dim_axis - x.ndim)
+    tx = layout.transform(moved, **kw)
+    assert isinstance(tx, np.ndarray) and tx.dtype == np.float32
+    np.testing.assert_array_equal(tx, expected)
+    np.testing.assert_array_equal(layout.transform(tx, **kw), moved)  # an involution
+    flat = x.reshape(2, 3, -1)
+    np.testing.assert_array_equal(layout.transform(flat), layout.transform(x).reshape(2, 3, -1))
+
+
+def test_transform_keeps_integer_dtypes_on_numpy():
+    layout = ChiralLayout(left=(1,), right=(2,), centre=(0,), dims=2, negated=(0,))
+    x = np.arange(12, dtype=np.int16).reshape(2, 3, 2)
+    tx = layout.transform(x)
+    assert tx.dtype == np.int16
+    assert tx[0].tolist() == [[0, 1], [-4, 5], [-2, 3]]
+
+
+def test_transform_under_jit_vmap_and_grad():
+    layout = H36M_17.layout(3)
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(2, 4, 3, 6, 17)).astype(np.float32)  # [B, D, T, J] each
+    kw = dict(joint_axis=-1, dim_axis=1)
+
+    @jax.jit
+    def run(x, g):
+        per_sample = jax.vmap(lambda x: layout.transform(x, joint_axis=-1, dim_axis=0))(x)
+        grad = jax.grad(lambda x: jnp.sum(layout.transform(x, **kw) * g))(x)
+        return layout.transform(x, **kw), per_sample, grad
+
+    direct, per_sample, grad = run(x, g)
+    np.testing.assert_array_equal(direct, layout.transform(x, **kw))
+    np.testing.assert_array_equal(per_sample, direct)
+    # T is a signed permutation (orthogonal, an involution): the gradient of <T x, g> is T g.
+    np.testing.assert_array_equal(grad, layout.transform(g, **kw))
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs", "message"),
+    [
+        ((3, 5, 16, 2), dict(joint_axis=2, dim_axis=0), r"J=17 joints on axis 2 .* \(16, 3\)"),
+        ((3, 17), dict(joint_axis=2, dim_axis=0), r"axis 2 .* got shape \(3, 17\) \(2 axes\)"),
+        ((17, 3), dict(joint_axis=0, dim_axis=-2), "must be different axes"),
+        ((17, 3), dict(flat=True, joint_axis=0), "give no joint_axis"),
+        ((5, 17, 2), dict(flat=False), r"D=3 dims on axis -1, got sizes \(17, 2\)"),
+    ],
+)
+def test_transform_names_the_axis_sizes_expected_and_got(shape, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        H36M_17.layout(3).transform(np.zeros(shape), **kwargs)

@@ -1,9 +1,9 @@
 """Mirror augmentation on numpy batches: the chirality transform applied per sample.
 
-The mirror of a pose ``x[..., J, D]`` is ``x[..., sigma(j), d] * s(d)``: swap each
-left/right joint pair and negate the layout's negated dims. For a sample that is
-flipped, every listed array of that sample is mirrored, so inputs and targets stay
-consistent.
+The mirror of a pose is :meth:`chiral_jax.ChiralLayout.transform` (on numpy arrays it
+stays on numpy): swap each left/right joint pair and negate the layout's negated dims.
+For a sample that is flipped, every listed array of that sample is mirrored, so
+inputs and targets stay consistent.
 """
 
 from __future__ import annotations
@@ -13,36 +13,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from chiral_jax import ChiralLayout
-
-
-def mirror(x: np.ndarray, layout: ChiralLayout, *, joint_axis: int = -2, dim_axis: int = -1):
-    """The chirality transform of ``x`` on numpy.
-
-    Args:
-      x: array with a joint axis of size ``J`` and a dim axis of size ``D``
-        (``[..., J, D]`` by default).
-      layout: the joints' pairing and negated dims.
-      joint_axis, dim_axis: where the joint and dim axes are (``joint_axis=3,
-        dim_axis=1`` for ``[N, C, T, V, M]`` skeleton tensors).
-
-    >>> layout = ChiralLayout(left=(1,), right=(2,), centre=(0,), dims=2, negated=(0,))
-    >>> mirror(np.arange(6.0).reshape(3, 2), layout).tolist()
-    [[-0.0, 1.0], [-4.0, 5.0], [-2.0, 3.0]]
-    """
-    x = np.asarray(x)
-    try:
-        found = (x.shape[joint_axis], x.shape[dim_axis])
-    except IndexError:
-        found = None
-    if found != (layout.num_joints, layout.dims):
-        raise ValueError(
-            f"mirror expects J={layout.num_joints} joints on axis {joint_axis} and "
-            f"D={layout.dims} dims on axis {dim_axis}, got shape {x.shape}"
-        )
-    signs_shape = [1] * x.ndim
-    signs_shape[dim_axis] = layout.dims
-    signs = layout.dim_signs.astype(x.dtype).reshape(signs_shape)
-    return np.take(x, layout.joint_permutation, axis=joint_axis) * signs
 
 
 def mirror_where(
@@ -78,7 +48,7 @@ def mirror_where(
     for key, layout in layouts.items():
         x = np.asarray(arrays[key])
         joint_axis, dim_axis = (axes or {}).get(key, (-2, -1))
-        flipped = mirror(x, layout, joint_axis=joint_axis, dim_axis=dim_axis)
+        flipped = layout.transform(x, joint_axis=joint_axis, dim_axis=dim_axis)
         out[key] = np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), flipped, x)
     return out
 

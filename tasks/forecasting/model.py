@@ -75,15 +75,9 @@ class ForecasterConfig:
 
     @property
     def hidden_layout(self) -> ChiralLayout:
-        """The chiral hidden layout: the Penn pairs and centre, ``hidden / 13`` dims each.
-
-        Hidden channels have no fixed joint order, so they use the canonical one
-        (pairs first, negated dims first): assembling kernels then needs no gather.
-        """
-        pose = POSE_LAYOUT
-        return ChiralLayout.hidden(
-            len(pose.left), len(pose.centre), self.hidden // NUM_JOINTS, self.negated
-        )
+        """The chiral hidden layout: Penn Action's pairs and centre, ``hidden / 13`` dims
+        each (:meth:`chiral_jax.Skeleton.hidden_layout`)."""
+        return PENN_ACTION_13.hidden_layout(self.hidden, self.negated)
 
 
 def step_features(pose: jax.Array, velocity: jax.Array) -> jax.Array:
@@ -192,12 +186,6 @@ class Forecaster(nnx.Module):
         init = (carries, observed[:, -1], velocity[:, -1])
         _, forecast = jax.lax.scan(decode, init, (truth, dec_keys))
         return jnp.swapaxes(forecast, 0, 1)
-
-
-def mirrored_average(model: Forecaster, observed: jax.Array) -> jax.Array:
-    """Test-time flip augmentation: the mean of ``f(x)`` and ``T f(T x)``."""
-    flipped = POSE_LAYOUT.transform(model(POSE_LAYOUT.transform(observed)))
-    return 0.5 * (model(observed) + flipped)
 
 
 def forecast_loss(model: Forecaster, batch) -> tuple[jax.Array, dict]:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from chiral_jax import flip_average
 from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.augment import flip_batch
 from chiral_tasks.common.data import Batcher
@@ -26,7 +27,6 @@ from chiral_tasks.forecasting.model import (
     Forecaster,
     ForecasterConfig,
     forecast_loss,
-    mirrored_average,
 )
 from chiral_tasks.forecasting.penn import ForecastSamples, load_penn_action, make_samples
 
@@ -121,7 +121,7 @@ def _forecast(model: Forecaster, batch) -> jax.Array:
 
 
 def _forecast_tta(model: Forecaster, batch) -> jax.Array:
-    return mirrored_average(model, batch["observed"])
+    return flip_average(model, POSE_LAYOUT, POSE_LAYOUT)(batch["observed"])
 
 
 def forecast(

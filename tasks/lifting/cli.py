@@ -92,10 +92,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dropout", type=rate, help="dropout rate (0.25 if unset)")
     group.add_argument("--causal", action="store_true", help="causal (real-time) model")
     group.add_argument(
-        "--flat",
-        action="store_true",
-        help="chiral: joint-basis activations between layers (default: the even/odd form "
-        "when the hidden convs are wide enough; same function)",
+        "--impl",
+        choices=("auto", "dense", "even_odd"),
+        help="chiral: the form the model runs in (auto: by width; dense: assembled kernels "
+        "on joint-basis activations; even_odd: two half-size convs per layer; same function)",
     )
 
 
@@ -106,7 +106,7 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
         "channels": args.channels,
         "dropout": args.dropout,
         "causal": args.causal or None,
-        "structured": False if args.flat else None,
+        "impl": args.impl,
     }
     changes = {k: v for k, v in overrides.items() if v is not None}
     config = dataclasses.replace(base, chiral=chiral, **changes)

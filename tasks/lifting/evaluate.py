@@ -6,7 +6,8 @@ any length, each sequence is cut into chunks of ``chunk`` output frames with the
 edge-padded context (:class:`WindowSampler`), run in fixed-size batches and pasted
 back: the model is a function of each output frame's window, so this equals one
 pass over the padded sequence. With ``tta=True`` each window is also lifted
-mirrored and the un-mirrored prediction averaged in (:func:`model.flip_tta`).
+mirrored and the un-mirrored prediction averaged in
+(:func:`chiral_jax.flip_average`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 
 import numpy as np
 
+from chiral_jax import flip_average
 from chiral_tasks.common.data import WindowSampler
 from chiral_tasks.common.train import predict
 from chiral_tasks.lifting.data import Sequences
 from chiral_tasks.lifting.metrics import action_wise, mpjpe, mpjve, n_mpjpe, p_mpjpe
-from chiral_tasks.lifting.model import TemporalModel, flip_tta
+from chiral_tasks.lifting.model import TemporalModel
 
 METRICS = {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "n_mpjpe": n_mpjpe, "mpjve": mpjve}
 """Reported errors, each in millimetres."""
@@ -30,7 +32,7 @@ def _lift(model: TemporalModel, batch):
 
 
 def _lift_tta(model: TemporalModel, batch):
-    return flip_tta(model, batch["inputs"], model.layout_in, model.layout_out)
+    return flip_average(model, model.layout_in, model.layout_out)(batch["inputs"])
 
 
 def predict_sequences(

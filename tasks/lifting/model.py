@@ -25,13 +25,15 @@ around the module's own call: the dilated path splits the sequence into ``dilati
 interleaved phases (a conv with dilation ``d`` is an undilated conv on each phase), the
 strided path cuts it into windows of the kernel width (one output each).
 
-A chiral model runs *structured* by default where the even/odd path pays (wide hidden
-layers): activations stay in the even/odd basis (:class:`chiral_jax.eigen.EigenActivations`)
-from the expand conv to the shrink conv, so each conv is two half-size convs, batch norm
-and tanh are fused elementwise maps, and the basis changes only at the narrow input and
-output. It is the same function as the flat path (joint-basis arrays between layers) on
-the same weights, up to float rounding; dropout masks are drawn per array in the joint
-basis, so training draws other masks than the flat path, from the same distribution.
+A chiral model runs in one of two forms (``impl``), chosen by width by default: ``"dense"``
+keeps joint-basis activations between layers and runs each conv with its assembled
+kernel (narrow layers); ``"even_odd"`` keeps the activations in the even/odd basis
+(:class:`chiral_jax.EvenOdd`) from the expand conv to the shrink conv, so each conv is
+two half-size convs, batch norm and tanh are elementwise maps, and the basis changes
+only at the narrow input and output (wide layers). Every layer is a chiral module, so
+the model composes them the same way in both forms. Both are the same function on the
+same weights, up to float rounding; dropout masks are drawn over joint-basis channels
+in both, so the forms draw other masks from the same distribution.
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout, Skeleton
-from chiral_jax._tied import Impl
-from chiral_jax.activations import ODD_ACTIVATIONS, odd_activation
-from chiral_jax.eigen import EigenActivations, prefers_eigen
+from chiral_jax import (
+    ChiralActivation,
+    ChiralBatchNorm,
+    ChiralConv1d,
+    ChiralDropout,
+    EvenOdd,
+    Skeleton,
+)
+from chiral_jax._tied import IMPLS, Impl
+from chiral_jax.activations import ODD_ACTIVATIONS
+from chiral_jax.even_odd import prefers_even_odd
 from chiral_jax.generators import MODES, Mode
 
 Activation = str | Callable[[jax.Array], jax.Array]
@@ -83,28 +92,6 @@ def _check_widths(filter_widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
-def hidden_layout(skeleton: Skeleton, channels: int, negated_fraction: float) -> ChiralLayout:
-    """The chiral hidden layout: the skeleton's joint structure, ``channels // J`` dims each.
-
-    Joints are ordered ``[left, right, centre]`` with ``len(skeleton.left)`` pairs and
-    ``len(skeleton.centre)`` centre joints; ``round(dims * negated_fraction)`` dims are
-    negated (the paper: 1020 channels = 17 joints x 60 dims, 20 negated).
-    """
-    joints = skeleton.num_joints
-    if channels < joints or channels % joints:
-        raise ValueError(
-            f"channels={channels} must be a positive multiple of the {joints} joints of "
-            f"skeleton {skeleton.name!r}: the chiral hidden layout gives every joint "
-            f"channels // J dims (e.g. channels={joints * max(1, round(channels / joints))})"
-        )
-    return ChiralLayout.hidden(
-        pairs=len(skeleton.left),
-        centre=len(skeleton.centre),
-        dims=channels // joints,
-        negated=float(negated_fraction),
-    )
-
-
 class BNMomentum(nnx.Variable):
     """A batch norm's running-average momentum held as a (non-trainable) variable.
 
@@ -125,7 +112,6 @@ class _Layers:
 
     chiral: bool
     mode: Mode
-    impl: Impl
     momentum: float
     dtype: jnp.dtype | None
     param_dtype: jnp.dtype
@@ -136,8 +122,10 @@ class _Layers:
             use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
         )
         if self.chiral:
+            # Joint-basis calls run the assembled kernel; the even/odd form calls
+            # `even_odd` (two half-size convs) whatever the layer's impl.
             return ChiralConv1d(
-                n_in, n_out, width, padding="VALID", mode=self.mode, impl=self.impl, **kwargs
+                n_in, n_out, width, padding="VALID", mode=self.mode, impl="dense", **kwargs
             )
         return nnx.Conv(n_in, n_out, (width,), padding="VALID", **kwargs)
 
@@ -149,26 +137,22 @@ class _Layers:
         return norm
 
 
-Features = jax.Array | EigenActivations
-"""Hidden activations: a flat joint-basis array, or the structured even/odd form."""
+Features = jax.Array | EvenOdd
+"""Hidden activations: a joint-basis array, or the even/odd form."""
 
 
-def _apply(layer: nnx.Module, x: Features) -> Features:
-    """A conv or batch norm on either form of activations."""
-    if not isinstance(x, EigenActivations):
-        return layer(x)
-    if isinstance(layer, ChiralBatchNorm):
-        return x.norm(layer)
-    return layer.eigen_call(x)
+def _apply(layer, x: Features) -> Features:
+    """A layer on either form of activations (plain layers only ever see arrays)."""
+    return layer.even_odd(x) if isinstance(x, EvenOdd) else layer(x)
 
 
 def _on_arrays(fn: Callable[[jax.Array], jax.Array], x: Features) -> Features:
     """``fn`` (acting on leading axes only: time crops, reshapes) on either form."""
-    return x.map_arrays(fn) if isinstance(x, EigenActivations) else fn(x)
+    return x.map_arrays(fn) if isinstance(x, EvenOdd) else fn(x)
 
 
 def _frames(x: Features) -> int:
-    return (x.plus if isinstance(x, EigenActivations) else x).shape[1]
+    return (x.plus if isinstance(x, EvenOdd) else x).shape[1]
 
 
 def _dilated_conv(conv: nnx.Module, x: Features, width: int, dilation: int) -> Features:
@@ -246,7 +230,7 @@ class TemporalModel(nnx.Module):
       chiral: chiral layers (equivariant, ~half the parameters) or plain ``nnx`` layers.
       filter_widths: odd kernel widths ``(w0, w1, ...)``: the expand conv, then one
         residual block per further width. ``(3, 3, 3, 3, 3)`` sees 243 frames.
-      channels: hidden width. Chiral: a multiple of ``J_in`` (see :func:`hidden_layout`).
+      channels: hidden width. Chiral: a multiple of ``J_in`` (see :meth:`Skeleton.hidden_layout`).
       dropout: dropout rate after every activation (plain dropout in both variants).
       causal: crop residuals at the last tap instead of the centre, so that the output
         belongs to the window's last frame (pad inputs by :attr:`pad` + :attr:`causal_shift`
@@ -255,12 +239,11 @@ class TemporalModel(nnx.Module):
       activation: a name or callable; default ``"tanh"`` for chiral (which must be odd)
         and ``"relu"`` for plain, as in the paper.
       negated_fraction: chiral only: the fraction of each hidden joint's dims negated.
-      impl: chiral only: the convs' path on flat arrays, ``"auto"``, ``"kernel"`` or
-        ``"eigen"`` (:class:`chiral_jax.ChiralConv1d`).
-      structured: chiral only: keep hidden activations in the even/odd basis (see the
-        module docstring). ``None`` (default) decides by size: structured when the even/odd
-        path is expected to pay for the hidden convs (:func:`chiral_jax.eigen.prefers_eigen`
-        with their widest kernel), as ``impl="auto"`` decides for one layer.
+      impl: chiral only: the form the model runs in (see the module docstring),
+        ``"dense"`` (joint-basis activations, assembled kernels) or ``"even_odd"``
+        (activations in the even/odd basis throughout). ``"auto"`` (default) decides by
+        width, as for one layer: ``"even_odd"`` when the hidden convs' widest kernel
+        prefers it (:func:`chiral_jax.even_odd.prefers_even_odd`).
       bn_momentum: running-average decay, Flax convention (PyTorch's 0.1 is 0.9 here);
         decay it per epoch with :func:`set_bn_momentum`.
       dtype, param_dtype: computation and parameter dtypes of every layer.
@@ -286,7 +269,6 @@ class TemporalModel(nnx.Module):
         activation: Activation | None = None,
         negated_fraction: float = 1 / 3,
         impl: Impl = "auto",
-        structured: bool | None = None,
         bn_momentum: float = 0.9,
         dtype=None,
         param_dtype=jnp.float32,
@@ -300,21 +282,26 @@ class TemporalModel(nnx.Module):
         self.causal = causal
         self.layout_in = skeleton_in.layout(2)
         self.layout_out = skeleton_out.layout(3)
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if chiral:
             # The oddness probe runs on concrete values, also under jit or eval_shape.
             with jax.ensure_compile_time_eval():
-                self.activation = odd_activation("tanh" if activation is None else activation)
-            hidden = hidden_layout(skeleton_in, channels, negated_fraction)
+                self.activation = ChiralActivation("tanh" if activation is None else activation)
+            self.dropout = ChiralDropout(dropout, rngs=rngs)
+            hidden = skeleton_in.hidden_layout(channels, negated_fraction)
             n_in, n_out = self.layout_in, self.layout_out
-            if structured is None:
-                structured = prefers_eigen(hidden, hidden, taps=max(widths))
+            if impl == "auto":
+                impl = "even_odd" if prefers_even_odd(hidden, hidden, max(widths)) else "dense"
         else:
-            if structured:
-                raise ValueError("structured=True needs chiral=True (the even/odd basis)")
+            if impl == "even_odd":
+                raise ValueError("impl='even_odd' needs chiral=True (the even/odd basis)")
             self.activation = _plain_activation("relu" if activation is None else activation)
+            self.dropout = nnx.Dropout(dropout, rngs=rngs)
             hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
-        self.structured = bool(structured)
-        layers = _Layers(chiral, mode, impl, bn_momentum, dtype, param_dtype, rngs)
+            impl = "dense"
+        self.impl = impl
+        layers = _Layers(chiral, mode, bn_momentum, dtype, param_dtype, rngs)
         self.expand_conv = layers.conv(n_in, hidden, widths[0], use_bias=False)
         self.expand_bn = layers.norm(hidden)
         dilations = [math.prod(widths[:i]) for i in range(1, len(widths))]
@@ -325,7 +312,6 @@ class TemporalModel(nnx.Module):
             ]
         )
         self.shrink = layers.conv(hidden, n_out, 1, use_bias=True)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     @property
     def receptive_field(self) -> int:
@@ -348,11 +334,7 @@ class TemporalModel(nnx.Module):
         return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
 
     def _post(self, x: Features) -> Features:
-        if isinstance(x, EigenActivations):
-            # An inactive dropout is left out, so the fused activation kernel can run.
-            inactive = self.dropout.deterministic or self.dropout.rate == 0
-            return x.map(self.activation, then=None if inactive else self.dropout)
-        return self.dropout(self.activation(x))
+        return _apply(self.dropout, _apply(self.activation, x))
 
     def _flatten_input(self, x: jax.Array) -> jax.Array:
         joints = self.layout_in.num_joints
@@ -378,7 +360,7 @@ class TemporalModel(nnx.Module):
         if frames < field:
             raise ValueError(f"frames={frames} is shorter than the receptive field {field}")
         x = x.reshape((-1,) + x.shape[-2:])
-        h = EigenActivations.from_joint(x, self.layout_in) if self.structured else x
+        h = EvenOdd.from_joint(x, self.layout_in) if self.impl == "even_odd" else x
         w0 = self.filter_widths[0]
         if strided:
             h = _strided_conv(self.expand_conv, h, w0)
@@ -388,7 +370,7 @@ class TemporalModel(nnx.Module):
         for block in self.blocks:
             h = block(h, self._post, strided)
         y = _apply(self.shrink, h)
-        if self.structured:
+        if self.impl == "even_odd":
             y = y.to_joint()
         return y.reshape(batch + y.shape[1:2] + (self.layout_out.num_joints, 3))
 
@@ -449,21 +431,3 @@ def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
             # A batch norm built elsewhere keeps its static float: adding state here would
             # change the structure a running trainer has already split and checkpointed.
             norm.momentum = float(momentum)
-
-
-def flip_tta(
-    model: Callable[[jax.Array], jax.Array],
-    x_2d: jax.Array,
-    layout_in: ChiralLayout,
-    layout_out: ChiralLayout,
-) -> jax.Array:
-    """Test-time flip augmentation: ``(f(x) + T_out f(T_in x)) / 2`` (two passes).
-
-    Shapes: ``x_2d`` as ``model`` takes it; returns ``model``'s output, shaped
-    ``[..., J_out, 3]`` (or flattened) for ``layout_out``. The average is exactly
-    equivariant; for a chiral model (in evaluation mode) it equals the single pass.
-    Call with the model in evaluation mode (``model.eval()``).
-    """
-    y = model(x_2d)
-    y_mirror = model(layout_in.transform(x_2d))
-    return (y + layout_out.transform(y_mirror)) / 2

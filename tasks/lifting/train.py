@@ -45,8 +45,8 @@ class ModelConfig:
     ``channels`` is the plain model's width; the chiral model uses the largest
     multiple of the joint count not above it (1024 -> 1020 for 17 joints, as in
     the paper), so that every joint gets the same number of hidden dims.
-    ``structured``: chiral only, the even/odd activation form (None: by width; see
-    :class:`TemporalModel`).
+    ``impl``: chiral only, the form the model runs in: ``"auto"`` (by width),
+    ``"dense"`` or ``"even_odd"`` (see :class:`TemporalModel`; the same function).
     """
 
     chiral: bool = True
@@ -56,7 +56,7 @@ class ModelConfig:
     causal: bool = False
     mode: str = "complete"
     activation: str | None = None
-    structured: bool | None = None
+    impl: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "filter_widths", tuple(int(w) for w in self.filter_widths))
@@ -97,7 +97,7 @@ def build_model(config: ModelConfig, skeleton: Skeleton, seed: int) -> TemporalM
         causal=config.causal,
         mode=config.mode,
         activation=config.activation,
-        structured=config.structured if config.chiral else None,
+        impl=config.impl if config.chiral else "auto",
         rngs=nnx.Rngs(seed),
     )
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chiral_jax.skeletons import OPENPOSE_18
 from chiral_tasks.common.files import atomic_path
+from chiral_tasks.recognition.model import INPUT_LAYOUT
 
 NUM_JOINTS = 18
 NUM_CHANNELS = 3
@@ -431,22 +431,11 @@ def load_npy_split(
 
 # -- chirality ---------------------------------------------------------------------------
 
-_MIRROR_PERM = np.arange(NUM_JOINTS)
-_MIRROR_PERM[list(OPENPOSE_18.left)] = OPENPOSE_18.right
-_MIRROR_PERM[list(OPENPOSE_18.right)] = OPENPOSE_18.left
-_MIRROR_SIGN = np.array([-1.0, 1.0, 1.0]).reshape(NUM_CHANNELS, 1, 1, 1)
-
 
 def mirror_clip(data):
-    """The chirality transform of clips shaped (..., C=3, T, V=18, M).
+    """The chirality transform of clips shaped (..., C=3, T, V=18, M), numpy or JAX.
 
     Negates x (channel 0, already centred on 0) and swaps each left/right
-    OpenPose-18 joint pair; y and the score channel keep their sign. Works on
-    numpy and JAX arrays alike.
+    OpenPose-18 joint pair; y and the score channel keep their sign.
     """
-    if data.ndim < 4 or data.shape[-4] != NUM_CHANNELS or data.shape[-2] != NUM_JOINTS:
-        raise ValueError(
-            f"expected (..., {NUM_CHANNELS}, T, {NUM_JOINTS}, M) clips, got {data.shape}"
-        )
-    sign = _MIRROR_SIGN.reshape((1,) * (data.ndim - 4) + _MIRROR_SIGN.shape)
-    return data[..., _MIRROR_PERM, :] * sign.astype(data.dtype)
+    return INPUT_LAYOUT.transform(data, joint_axis=-2, dim_axis=-4)

@@ -2,13 +2,12 @@
 
 import json
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from chiral_jax import ChiralLayout
 from chiral_jax.skeletons import H36M_17, OPENPOSE_18
-from chiral_tasks.common.augment import flip_batch, mirror, mirror_where
+from chiral_tasks.common.augment import flip_batch, mirror_where
 from chiral_tasks.common.data import Batcher, WindowSampler
 from chiral_tasks.common.results import (
     format_table,
@@ -164,21 +163,14 @@ def test_window_sampler_feeds_a_batcher_and_rejects_bad_sequences():
 # -- mirror augmentation ----------------------------------------------------------------
 
 
-def test_mirror_matches_the_layout_transform():
-    layout = H36M_17.layout(dims=3)
-    x = np.random.default_rng(0).normal(size=(4, 5, 17, 3)).astype(np.float32)
-    np.testing.assert_array_equal(mirror(x, layout), np.asarray(layout.transform(jnp.asarray(x))))
-    np.testing.assert_array_equal(mirror(mirror(x, layout), layout), x)
-    with pytest.raises(ValueError, match="J=17"):
-        mirror(x[..., :16, :], layout)
-
-
-def test_mirror_on_channels_first_skeleton_tensors():
+def test_mirror_where_on_channels_first_skeleton_tensors():
     layout = OPENPOSE_18.layout(dims=3)  # x, y, score: only x negated
     x = np.random.default_rng(1).normal(size=(2, 3, 6, 18, 2))  # [N, C, T, V, M]
-    moved = np.moveaxis(x, (3, 1), (-2, -1))
-    expected = np.moveaxis(mirror(moved, layout), (-2, -1), (3, 1))
-    np.testing.assert_array_equal(mirror(x, layout, joint_axis=3, dim_axis=1), expected)
+    out = mirror_where(np.array([True, False]), {"x": x}, {"x": layout}, axes={"x": (3, 1)})
+    moved = np.moveaxis(x[0], (2, 0), (-2, -1))
+    expected = np.moveaxis(layout.transform(moved), (-2, -1), (2, 0))
+    np.testing.assert_array_equal(out["x"][0], expected)
+    np.testing.assert_array_equal(out["x"][1], x[1])
 
 
 def test_flip_batch_all_none_and_per_sample_consistency():
@@ -204,7 +196,7 @@ def test_flip_batch_all_none_and_per_sample_consistency():
     assert 0 < mask.sum() < 16
     for key, layout in layouts.items():
         for i in range(16):
-            want = mirror(batch[key][i], layout) if mask[i] else batch[key][i]
+            want = layout.transform(batch[key][i]) if mask[i] else batch[key][i]
             np.testing.assert_array_equal(mixed[key][i], want)
 
 
@@ -218,8 +210,8 @@ def test_mirrored_copies_pair_every_chunk_with_a_flagged_copy():
     assert batch["flip"].tolist() == [False] * 3 + [True] * 3
     out = mirror_where(batch["flip"], batch, {"inputs": layout, "targets": layout})
     np.testing.assert_array_equal(out["inputs"][:3], plain.fetch(np.arange(3))["inputs"])
-    np.testing.assert_array_equal(out["inputs"][3:], mirror(out["inputs"][:3], layout))
-    np.testing.assert_array_equal(out["targets"][3:], mirror(out["targets"][:3], layout))
+    np.testing.assert_array_equal(out["inputs"][3:], layout.transform(out["inputs"][:3]))
+    np.testing.assert_array_equal(out["targets"][3:], layout.transform(out["targets"][:3]))
 
 
 def test_flip_batch_rejects_bad_arguments():

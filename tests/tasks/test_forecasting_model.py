@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from chiral_jax import ChiralLSTMCell, assert_equivariant
+from chiral_jax import ChiralLSTMCell, assert_equivariant, flip_average
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.train import TrainConfig, Trainer, with_mode
 from chiral_tasks.forecasting.model import (
@@ -14,7 +14,6 @@ from chiral_tasks.forecasting.model import (
     Forecaster,
     ForecasterConfig,
     forecast_loss,
-    mirrored_average,
 )
 
 HIDDEN = 26  # 13 joints x 2 dims: small, and compile time does not depend on it much
@@ -52,7 +51,7 @@ def test_plain_forecast_is_not_equivariant_but_its_flip_average_is():
     with pytest.raises(AssertionError, match="not chirality equivariant"):
         assert_equivariant(_jitted(model), POSE_LAYOUT, POSE_LAYOUT, x, rtol=1e-4)
     graphdef, state = nnx.split(with_mode(model, train=False))
-    tta = jax.jit(lambda x: mirrored_average(nnx.merge(graphdef, state), x))
+    tta = jax.jit(lambda x: flip_average(nnx.merge(graphdef, state), POSE_LAYOUT, POSE_LAYOUT)(x))
     assert_equivariant(tta, POSE_LAYOUT, POSE_LAYOUT, x, rtol=1e-4)
 
 

@@ -374,7 +374,7 @@ def test_mirror_clip():
     np.testing.assert_array_equal(kinetics.mirror_clip(mirrored), data)
     batched = kinetics.mirror_clip(np.stack([data, data]))
     np.testing.assert_array_equal(batched[1], mirrored)
-    with pytest.raises(ValueError, match="clips"):
+    with pytest.raises(ValueError, match="D=3 dims on axis -4, got sizes \\(18, 2\\)"):
         kinetics.mirror_clip(data[:2])
 
 

@@ -145,11 +145,11 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     )  # fmt: skip
 
 
-def test_flat_flag_selects_joint_basis_activations():
+def test_impl_flag_selects_the_model_form():
     parser = build_parser(["lifting"])
-    flat = _model_config(parser.parse_args(["lifting", "demo", "--flat"]))
+    forced = _model_config(parser.parse_args(["lifting", "demo", "--impl", "even_odd"]))
     default = _model_config(parser.parse_args(["lifting", "demo"]))
-    assert (flat.structured, default.structured) == (False, None)
-    # 128 channels (119 chiral) are wide enough for the even/odd form by default.
-    assert build_model(default, H36M_17, seed=0).structured
-    assert not build_model(flat, H36M_17, seed=0).structured
+    assert (forced.impl, default.impl) == ("even_odd", "auto")
+    # 128 channels (119 chiral) are narrow: the dense form by default.
+    assert build_model(default, H36M_17, seed=0).impl == "dense"
+    assert build_model(forced, H36M_17, seed=0).impl == "even_odd"

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from chiral_jax import ChiralBatchNorm, assert_equivariant
-from chiral_jax.eigen import EigenActivations
+from chiral_jax import ChiralBatchNorm, EvenOdd, assert_equivariant, flip_average
 from chiral_jax.skeletons import H36M_17, HUMANEVA_15
 from chiral_tasks.lifting import model as lifting
-from chiral_tasks.lifting.model import SingleFrameModel, TemporalModel, flip_tta
+from chiral_tasks.lifting.model import SingleFrameModel, TemporalModel
 
 CHANNELS = 17 * 4
 WIDTHS = (3, 3)
@@ -149,17 +148,17 @@ def test_chiral_gradients_equal_for_mirrored_data():
     chex.assert_trees_all_close(g_mirror, g, rtol=1e-4, atol=1e-5 * scale)
 
 
-def _structured_twin(model: TemporalModel) -> TemporalModel:
+def _even_odd_twin(model: TemporalModel) -> TemporalModel:
     """The same weights and statistics with activations held in the even/odd basis."""
     twin = nnx.clone(model)
-    twin.structured = True
+    twin.impl = "even_odd"
     return twin
 
 
-def test_structured_path_equals_flat_path(chiral_model):
+def test_even_odd_path_equals_flat_path(chiral_model):
     """The even/odd form is the same function: evaluation, training, strided, causal."""
-    assert not chiral_model.structured  # 68 channels: too narrow for the default to pick it
-    twin = _structured_twin(chiral_model)
+    assert chiral_model.impl == "dense"  # 68 channels: too narrow for the even/odd form
+    twin = _even_odd_twin(chiral_model)
     tol = dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_pure(twin)(X), _pure(chiral_model)(X), **tol)
     np.testing.assert_allclose(
@@ -176,12 +175,12 @@ def test_structured_path_equals_flat_path(chiral_model):
     )
     causal = _model(True, causal=True)
     causal.eval()
-    np.testing.assert_allclose(_pure(_structured_twin(causal))(X), _pure(causal)(X), **tol)
+    np.testing.assert_allclose(_pure(_even_odd_twin(causal))(X), _pure(causal)(X), **tol)
 
 
-def test_structured_gradients_equal_flat_gradients_and_stay_equivariant():
+def test_even_odd_gradients_equal_flat_gradients_and_stay_equivariant():
     model = _train_mode(_model(True, filter_widths=(3,)))
-    twin = _structured_twin(model)
+    twin = _even_odd_twin(model)
 
     @nnx.jit
     @nnx.grad
@@ -196,19 +195,19 @@ def test_structured_gradients_equal_flat_gradients_and_stay_equivariant():
     chex.assert_trees_all_close(g_mirror, g_twin, rtol=1e-4, atol=1e-5 * scale)
 
 
-def test_structured_model_equivariant_under_jit_and_vmap(chiral_model):
-    twin = _structured_twin(chiral_model)
+def test_even_odd_model_equivariant_under_jit_and_vmap(chiral_model):
+    twin = _even_odd_twin(chiral_model)
     f = _pure(twin)
     assert_equivariant(f, L2, L3, X)
     assert_equivariant(jax.vmap(f), L2, L3, X.reshape(2, 2, FIELD + 2, 17, 2))
     assert_equivariant(_pure(_train_mode(twin), strided=True), L2, L3, WINDOWS)
 
 
-def test_structured_dropout_masks_joint_basis_channels():
+def test_even_odd_dropout_masks_joint_basis_channels():
     """Dropout in the even/odd form drops joint-basis activations: some pose channels of
     the first hidden layer are exactly zero, as with plain dropout."""
-    model = _model(True, filter_widths=(1,), dropout=0.5, structured=True)
-    z = EigenActivations.from_joint(X.reshape(4, FIELD + 2, 34), L2)
+    model = _model(True, filter_widths=(1,), dropout=0.5, impl="even_odd")
+    z = EvenOdd.from_joint(X.reshape(4, FIELD + 2, 34), L2)
 
     def first_hidden():
         h = lifting._apply(model.expand_bn, lifting._apply(model.expand_conv, z))
@@ -221,13 +220,15 @@ def test_structured_dropout_masks_joint_basis_channels():
     assert float(jnp.mean(first_hidden() == 0.0)) == 0.0
 
 
-def test_structured_default_follows_width():
+def test_default_form_follows_width():
     def make(channels):
         return nnx.eval_shape(lambda: _model(True, channels=channels))
 
-    assert make(1020).structured and not make(CHANNELS).structured
-    with pytest.raises(ValueError, match="structured=True needs chiral=True"):
-        _model(False, structured=True)
+    assert (make(1020).impl, make(CHANNELS).impl) == ("even_odd", "dense")
+    with pytest.raises(ValueError, match="impl='even_odd' needs chiral=True"):
+        _model(False, impl="even_odd")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        _model(True, impl="eigen")
 
 
 def test_plain_model_is_not_equivariant(plain_model):
@@ -309,11 +310,11 @@ def test_causal_model_only_uses_past_frames(causal, seen, residual_only):
 
 def test_flip_tta(chiral_model, plain_model):
     chiral = _pure(chiral_model)
-    np.testing.assert_allclose(flip_tta(chiral, X, L2, L3), chiral(X), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(flip_average(chiral, L2, L3)(X), chiral(X), rtol=1e-5, atol=1e-5)
     plain = _pure(plain_model)
-    assert not np.allclose(flip_tta(plain, X, L2, L3), plain(X), atol=1e-3)
+    assert not np.allclose(flip_average(plain, L2, L3)(X), plain(X), atol=1e-3)
     # Averaging over the mirror makes any model equivariant.
-    assert_equivariant(lambda x: flip_tta(plain, x, L2, L3), L2, L3, X)
+    assert_equivariant(flip_average(plain, L2, L3), L2, L3, X)
 
 
 def test_custom_skeleton_humaneva():

@@ -17,16 +17,15 @@ from chiral_jax import (
     ChiralLayout,
     ChiralLinear,
     assert_equivariant,
+    even_odd,
 )
-from chiral_jax.eigen import (
-    EigenActivations,
-    eigen_bias,
-    eigen_kernels,
-    from_eigen,
+from chiral_jax.even_odd import (
+    EvenOdd,
+    from_even_odd,
     mirror_stats,
     multiply_adds,
-    prefers_eigen,
-    to_eigen,
+    prefers_even_odd,
+    to_even_odd,
 )
 from chiral_jax.skeletons import H36M_17
 
@@ -47,12 +46,12 @@ CASES = [
 
 
 def _paths_agree(layer, x):
-    """The layer with ``impl="kernel"`` and an exact copy with ``impl="eigen"`` give the
+    """The layer with ``impl="dense"`` and an exact copy with ``impl="even_odd"`` give the
     same ``f(x)`` and gradients of ``<f(x), g>`` (fixed random ``g``) w.r.t. the free
     blocks and ``x``; both paths run in one compiled call."""
     layer.impl = "kernel"
     twin = nnx.clone(layer)
-    twin.impl = "eigen"
+    twin.impl = "even_odd"
     graphdefs = nnx.graphdef(layer), nnx.graphdef(twin)
 
     def loss(state, x, graphdef):
@@ -66,16 +65,21 @@ def _paths_agree(layer, x):
             for state, graphdef in zip(states, graphdefs, strict=True)
         ]
 
-    ((_, y_kernel), g_kernel), ((_, y_eigen), g_eigen) = both(
+    ((_, y_kernel), g_kernel), ((_, y_even_odd), g_even_odd) = both(
         (nnx.state(layer), nnx.state(twin)), x
     )
-    assert_trees_close((y_kernel, g_kernel), (y_eigen, g_eigen))
+    assert_trees_close((y_kernel, g_kernel), (y_even_odd, g_even_odd))
 
 
 def test_basis_change_is_invertible_and_diagonalises_the_mirror():
     def check(x, layout):
-        plus, minus = to_eigen(x, layout)
-        return plus, minus, from_eigen(plus, minus, layout), to_eigen(layout.transform(x), layout)
+        plus, minus = to_even_odd(x, layout)
+        return (
+            plus,
+            minus,
+            from_even_odd(plus, minus, layout),
+            to_even_odd(layout.transform(x), layout),
+        )
 
     for layout in (*EDGE, *(li for li, _ in PAIRS)):
         x = normal(0, (3, layout.size))
@@ -89,7 +93,7 @@ def test_basis_change_is_invertible_and_diagonalises_the_mirror():
 
 
 @pytest.mark.parametrize(("li", "lo", "mode", "use_bias"), CASES[:3])
-def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode, use_bias):
+def test_even_odd_kernels_are_the_assembled_kernel_in_the_even_odd_basis(li, lo, mode, use_bias):
     gen = ChiralGenerator(li, lo, mode, lead=(2,))
     init = nnx.initializers.normal(1.0)
     params = gen.init(jax.random.key(1), init, init)
@@ -98,10 +102,12 @@ def test_eigen_kernels_are_the_assembled_kernel_in_the_eigen_basis(li, lo, mode,
     @jax.jit
     def both(params, x):
         kernel, bias = gen.assemble(params)
-        a, b = eigen_kernels(gen, params.kernel)
-        plus, minus = to_eigen(x, li)
-        want = [to_eigen(x @ kernel[tap] + bias[None], lo) for tap in range(2)]
-        got = [(plus @ a[t] + eigen_bias(gen, params.bias)[None], minus @ b[t]) for t in range(2)]
+        a, b = even_odd.kernels(gen, params.kernel)
+        plus, minus = to_even_odd(x, li)
+        want = [to_even_odd(x @ kernel[tap] + bias[None], lo) for tap in range(2)]
+        got = [
+            (plus @ a[t] + even_odd.bias(gen, params.bias)[None], minus @ b[t]) for t in range(2)
+        ]
         return want, got, a.shape, b.shape
 
     want, got, a_shape, b_shape = both(params, x)
@@ -129,18 +135,27 @@ def test_conv_paths_agree_in_values_and_gradients(conv, case):
     kernel_size, strides, dilation, padding = conv
     li, lo, mode, use_bias = case
     layer = ChiralConv1d(
-        li, lo, kernel_size, strides=strides, dilation=dilation, padding=padding, mode=mode,
-        use_bias=use_bias, rngs=nnx.Rngs(0),
+        li,
+        lo,
+        kernel_size,
+        strides=strides,
+        dilation=dilation,
+        padding=padding,
+        mode=mode,
+        use_bias=use_bias,
+        rngs=nnx.Rngs(0),
     )
     _paths_agree(layer, normal(5, (2, 9, li.size)))
 
 
-def test_eigen_path_is_equivariant():
+def test_even_odd_path_is_equivariant():
     mode = "paper"  # complete mode: the structured-network test
     hidden = ChiralLayout.hidden(pairs=6, centre=5, dims=6, negated=2)
     pose_2d, pose_3d = H36M_17.layout(2), H36M_17.layout(3)
-    first = ChiralConv1d(pose_2d, hidden, 3, dilation=2, mode=mode, impl="eigen", rngs=nnx.Rngs(0))
-    last = ChiralLinear(hidden, pose_3d, mode=mode, impl="eigen", rngs=nnx.Rngs(1))
+    first = ChiralConv1d(
+        pose_2d, hidden, 3, dilation=2, mode=mode, impl="even_odd", rngs=nnx.Rngs(0)
+    )
+    last = ChiralLinear(hidden, pose_3d, mode=mode, impl="even_odd", rngs=nnx.Rngs(1))
 
     def net(x):
         return last(jnp.tanh(first(x)))
@@ -163,8 +178,8 @@ def test_structured_network_equals_flat_network_in_train_and_eval():
 
     @nnx.jit
     def structured(bn, x):
-        z = EigenActivations.from_joint(x, pose)
-        return out.eigen_call(conv.eigen_call(z).norm(bn).map("tanh")).to_joint()
+        z = EvenOdd.from_joint(x, pose)
+        return out.even_odd(bn.even_odd(conv.even_odd(z)).map("tanh")).to_joint()
 
     # Training: batch statistics, and the same running-average update.
     assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
@@ -183,9 +198,9 @@ def test_mirror_stats_and_norm_equal_batch_norm_on_any_layout(layout):
     x = normal(10, (3, 5, layout.size)) * 2.0 + 0.7
     bn = ChiralBatchNorm(layout, momentum=0.5, rngs=nnx.Rngs(0))
     bn_structured = nnx.clone(bn)
-    z = EigenActivations.from_joint(x, layout)
+    z = EvenOdd.from_joint(x, layout)
     assert_trees_close(mirror_stats(z), bn._mirror_stats(x))
-    assert_trees_close(z.norm(bn_structured).to_joint(), bn(x))
+    assert_trees_close(bn_structured.even_odd(z).to_joint(), bn(x))
     assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
 
 
@@ -197,11 +212,11 @@ def test_batch_statistics_average_over_a_mapped_axis():
     whole = ChiralBatchNorm(layout, rngs=nnx.Rngs(0))._mirror_stats(x.reshape(12, -1))
     sharded = ChiralBatchNorm(layout, axis_name="shard", rngs=nnx.Rngs(0))
     joint = jax.vmap(sharded._mirror_stats, axis_name="shard")(x)
-    even_odd = jax.vmap(
-        lambda xs: mirror_stats(EigenActivations.from_joint(xs, layout), "shard"),
+    in_even_odd = jax.vmap(
+        lambda xs: mirror_stats(EvenOdd.from_joint(xs, layout), "shard"),
         axis_name="shard",
     )(x)
-    for stats in (joint, even_odd):
+    for stats in (joint, in_even_odd):
         for shard in range(2):
             assert_trees_close(whole, jax.tree.map(lambda a, i=shard: a[i], stats))
 
@@ -211,34 +226,40 @@ def test_map_then_runs_in_the_joint_basis():
     to ``tanh(x)`` channel by channel (applied to ``u``, ``v`` it would not)."""
     layout = random_layout(np.random.default_rng(6), max_joints=7)
     x = normal(11, (4, layout.size))
-    z = EigenActivations.from_joint(x, layout).map("tanh", then=lambda a: a**3)
+    z = EvenOdd.from_joint(x, layout).map("tanh", then=lambda a: a**3)
     assert_trees_close(z.to_joint(), jnp.tanh(x) ** 3)
 
 
 def test_structured_activations_check_their_inputs():
     layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
-    z = EigenActivations.from_joint(normal(9, (2, layout.size)), layout)
+    z = EvenOdd.from_joint(normal(9, (2, layout.size)), layout)
     assert jax.tree.leaves(jax.jit(lambda z: z + z)(z))[0].shape == (2, layout.n_plus)
     with pytest.raises(ValueError, match="not odd"):
         z.map(jax.nn.relu)
     with pytest.raises(ValueError, match="need plus"):
-        EigenActivations(z.minus, z.plus, layout)
+        EvenOdd(z.minus, z.plus, layout)
     other = ChiralLayout.hidden(pairs=1, centre=1, dims=3, negated=1)
     with pytest.raises(ValueError, match="input layout"):
-        ChiralLinear(other, layout, rngs=nnx.Rngs(0)).eigen_call(z)
-    with pytest.raises(ValueError, match="batch norm layout"):
-        z.norm(ChiralBatchNorm(other, rngs=nnx.Rngs(0)))
+        ChiralLinear(other, layout, rngs=nnx.Rngs(0)).even_odd(z)
+    with pytest.raises(ValueError, match="input layout"):
+        ChiralBatchNorm(other, rngs=nnx.Rngs(0)).even_odd(z)
+    with pytest.raises(TypeError, match="takes EvenOdd"):
+        ChiralBatchNorm(layout, rngs=nnx.Rngs(0)).even_odd(z.plus)
 
 
-def test_auto_picks_eigen_for_wide_layers_only():
+def test_auto_picks_even_odd_for_wide_layers_only():
     wide = ChiralLayout.hidden(pairs=6, centre=5, dims=60, negated=20)
-    assert prefers_eigen(wide, wide) and not prefers_eigen(H36M_17.layout(2), H36M_17.layout(3))
-    # Invariant layouts have no -1 space: the eigen path would save nothing.
+    assert prefers_even_odd(wide, wide) and not prefers_even_odd(
+        H36M_17.layout(2), H36M_17.layout(3)
+    )
+    # Invariant layouts have no -1 space: the even_odd path would save nothing.
     invariant = ChiralLayout.invariant(64)
     assert multiply_adds(invariant, invariant) == (64 * 64, 64 * 64)
-    assert not prefers_eigen(invariant, invariant, taps=9)
+    assert not prefers_even_odd(invariant, invariant, taps=9)
     narrow = ChiralLayout.hidden(pairs=6, centre=5, dims=3, negated=1)
-    assert ChiralConv1d(narrow, narrow, 3, rngs=nnx.Rngs(0)).resolved_impl == "kernel"
-    assert ChiralLinear(narrow, narrow, impl="eigen", rngs=nnx.Rngs(0)).resolved_impl == "eigen"
+    assert ChiralConv1d(narrow, narrow, 3, rngs=nnx.Rngs(0)).resolved_impl == "dense"
+    assert (
+        ChiralLinear(narrow, narrow, impl="even_odd", rngs=nnx.Rngs(0)).resolved_impl == "even_odd"
+    )
     with pytest.raises(ValueError, match="impl must be one of"):
         ChiralLinear(narrow, narrow, impl="fast", rngs=nnx.Rngs(0))

@@ -1,0 +1,96 @@
+"""The interface every chiral module follows."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from chiral_jax._layout import ChiralLayout
+from chiral_jax.even_odd import EvenOdd
+
+
+class ChiralModule(nnx.Module):
+    """An equivariant module: ``f(T_in x) = T_out f(x)`` for its two layouts.
+
+    In the spirit of escnn's ``EquivariantModule``, every chiral module offers
+
+    * ``layout_in``, ``layout_out``: the :class:`ChiralLayout` of its input and output
+      channels (``None`` for elementwise modules, which take any layout and keep it);
+    * ``__call__(x)``: the module on joint-basis arrays ``[..., layout_in.size]``;
+    * :meth:`even_odd`: the same map on activations in the even/odd basis
+      (:class:`~chiral_jax.even_odd.EvenOdd`), so that networks composed of chiral
+      modules can keep that form from input to output and change basis only there;
+    * ``to_plain()``: plain Flax modules computing the same function (evaluation mode),
+      for export.
+
+    The default :meth:`even_odd` goes through the joint basis (two basis changes);
+    layers override it with their direct form.
+    """
+
+    layout_in: ChiralLayout | None = None
+    layout_out: ChiralLayout | None = None
+
+    def even_odd(self, z: EvenOdd) -> EvenOdd:
+        """The module on even/odd activations: ``EvenOdd`` in ``layout_in`` -> ``layout_out``."""
+        self._check_even_odd(z)
+        return EvenOdd.from_joint(self(z.to_joint()), self.layout_out or z.layout)
+
+    def to_plain(self, rngs: nnx.Rngs | None = None):
+        """Plain Flax module(s) with the same outputs, in evaluation mode."""
+        raise NotImplementedError
+
+    def _check_even_odd(self, z: EvenOdd) -> None:
+        if not isinstance(z, EvenOdd):
+            raise TypeError(f"{type(self).__name__}.even_odd takes EvenOdd activations, "
+                            f"got {type(z).__name__}")
+        if self.layout_in is not None and z.layout != self.layout_in:
+            raise ValueError(
+                f"{type(self).__name__}.even_odd expects activations in its input layout "
+                f"{self.layout_in}, got {z.layout}"
+            )
+
+
+def apply(module, x: jax.Array | EvenOdd):
+    """``module`` on either form of activations: ``module.even_odd(x)`` for ``EvenOdd``,
+    ``module(x)`` for joint-basis arrays (any Flax module)."""
+    return module.even_odd(x) if isinstance(x, EvenOdd) else module(x)
+
+
+class ChiralSequential(ChiralModule):
+    """Chiral modules applied in order; layouts must chain (``None`` passes through).
+
+    ``__call__`` on joint-basis arrays, :meth:`even_odd` on even/odd activations (each
+    module's own even/odd form: no basis change in between), ``to_plain()`` an
+    ``nnx.Sequential`` of the modules' plain forms.
+    """
+
+    def __init__(self, *layers: ChiralModule):
+        layout = None
+        for k, layer in enumerate(layers):
+            if not hasattr(layer, "even_odd"):
+                raise TypeError(f"layer {k} ({type(layer).__name__}) is not a chiral module")
+            if layout is not None and layer.layout_in is not None and layer.layout_in != layout:
+                raise ValueError(
+                    f"layer {k} ({type(layer).__name__}) expects input layout "
+                    f"{layer.layout_in}, but the layers before it give {layout}"
+                )
+            layout = layer.layout_out or layout
+        self.layers = nnx.List(layers)
+        self.layout_in = next((m.layout_in for m in layers if m.layout_in is not None), None)
+        self.layout_out = layout
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def even_odd(self, z: EvenOdd) -> EvenOdd:
+        """Each module's even/odd form in turn: no basis change in between."""
+        self._check_even_odd(z)
+        for layer in self.layers:
+            z = layer.even_odd(z)
+        return z
+
+    def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.Sequential:
+        """An ``nnx.Sequential`` of the modules' plain forms (evaluation mode)."""
+        return nnx.Sequential(*(layer.to_plain(rngs) for layer in self.layers))
