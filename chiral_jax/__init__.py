@@ -11,9 +11,10 @@ from chiral_jax._conv import ChiralConv1d
 from chiral_jax._dropout import ChiralDropout
 from chiral_jax._layout import ChiralLayout, layout_from_pairs
 from chiral_jax._linear import ChiralInvariant, ChiralLinear
-from chiral_jax._module import ChiralModule, ChiralSequential
+from chiral_jax._module import ChiralModule
 from chiral_jax._norm import ChiralBatchNorm
 from chiral_jax._recurrent import ChiralGRUCell, ChiralLSTMCell, ChiralRNN
+from chiral_jax._sequential import ChiralSequential
 from chiral_jax._variables import ChiralParam
 from chiral_jax.activations import ODD_ACTIVATIONS, hardtanh, odd_activation
 from chiral_jax.even_odd import EvenOdd

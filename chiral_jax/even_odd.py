@@ -156,17 +156,21 @@ def from_even_odd(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> ja
 def mix_pairs(plus: jax.Array, minus: jax.Array, pairs: int, fn) -> tuple[jax.Array, jax.Array]:
     """An odd ``fn`` on even/odd arrays: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)``.
 
-    ``fn`` sees the joint-basis values ``p = (u + v) / 2``, ``q = (u - v) / 2`` (the
-    left joint and the sign-corrected right joint) and the centre channels, one array
-    per call; the signs drop out because ``fn`` is odd.
+    ``fn`` sees one array of the joint-basis values: ``p = (u + v) / 2`` and
+    ``q = (u - v) / 2`` (the left joints and the sign-corrected right joints), then the
+    centre channels of ``plus`` and of ``minus``, concatenated on the last axis (one call,
+    so that a random map such as dropout draws once); the signs drop out because ``fn``
+    is odd.
     """
     u, v = plus[..., :pairs], minus[..., :pairs]
     half = jnp.asarray(0.5, u.dtype)
-    f_p, f_q = fn((u + v) * half), fn((u - v) * half)
-    return (
-        jnp.concatenate([f_p + f_q, fn(plus[..., pairs:])], axis=-1),
-        jnp.concatenate([f_p - f_q, fn(minus[..., pairs:])], axis=-1),
+    joint = jnp.concatenate(
+        [(u + v) * half, (u - v) * half, plus[..., pairs:], minus[..., pairs:]], axis=-1
     )
+    f_p, f_q, c_p, c_n = jnp.split(
+        fn(joint), np.cumsum([pairs, pairs, plus.shape[-1] - pairs]), axis=-1
+    )
+    return jnp.concatenate([f_p + f_q, c_p], axis=-1), jnp.concatenate([f_p - f_q, c_n], axis=-1)
 
 
 # -- kernels --------------------------------------------------------------------------
@@ -391,10 +395,10 @@ class EvenOdd:
         Centre channels are mapped as they are. Raises ``ValueError`` for a function
         that is not odd (it would break equivariance).
 
-        ``then`` runs after ``fn`` on the joint-basis values, once per array (``f(p)``,
-        ``f(q)``, centre-positive, centre-negative): a map that commutes with negation
-        channel by channel, such as dropout (an ``nnx.Dropout`` draws an independent
-        mask per call, as it would over the joint-basis channels).
+        ``then`` runs after ``fn`` on the joint-basis values (one call on ``f(p)``, ``f(q)``
+        and the centre channels together, see :func:`mix_pairs`): a map that commutes with
+        negation channel by channel, such as dropout (an ``nnx.Dropout`` draws one mask
+        over these channels, as it would over the joint-basis ones).
         """
         with jax.ensure_compile_time_eval():
             fn = odd_activation(fn)

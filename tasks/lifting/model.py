@@ -39,6 +39,7 @@ in both, so the forms draw other masks from the same distribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -51,6 +52,7 @@ from chiral_jax import (
     ChiralBatchNorm,
     ChiralConv1d,
     ChiralDropout,
+    ChiralSequential,
     EvenOdd,
     Skeleton,
 )
@@ -287,8 +289,9 @@ class TemporalModel(nnx.Module):
         if chiral:
             # The oddness probe runs on concrete values, also under jit or eval_shape.
             with jax.ensure_compile_time_eval():
-                self.activation = ChiralActivation("tanh" if activation is None else activation)
-            self.dropout = ChiralDropout(dropout, rngs=rngs)
+                act = ChiralActivation("tanh" if activation is None else activation)
+            # Activation then dropout; in the even/odd form one pass over the pairs.
+            self.post = ChiralSequential(act, ChiralDropout(dropout, rngs=rngs))
             hidden = skeleton_in.hidden_layout(channels, negated_fraction)
             n_in, n_out = self.layout_in, self.layout_out
             if impl == "auto":
@@ -296,8 +299,8 @@ class TemporalModel(nnx.Module):
         else:
             if impl == "even_odd":
                 raise ValueError("impl='even_odd' needs chiral=True (the even/odd basis)")
-            self.activation = _plain_activation("relu" if activation is None else activation)
-            self.dropout = nnx.Dropout(dropout, rngs=rngs)
+            act = _plain_activation("relu" if activation is None else activation)
+            self.post = nnx.Sequential(act, nnx.Dropout(dropout, rngs=rngs))
             hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
             impl = "dense"
         self.impl = impl
@@ -333,8 +336,6 @@ class TemporalModel(nnx.Module):
         """The number of trainable scalars (all ``nnx.Param`` leaves)."""
         return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
 
-    def _post(self, x: Features) -> Features:
-        return _apply(self.dropout, _apply(self.activation, x))
 
     def _flatten_input(self, x: jax.Array) -> jax.Array:
         joints = self.layout_in.num_joints
@@ -366,9 +367,9 @@ class TemporalModel(nnx.Module):
             h = _strided_conv(self.expand_conv, h, w0)
         else:
             h = _apply(self.expand_conv, h)
-        h = self._post(_apply(self.expand_bn, h))
+        h = _apply(self.post, _apply(self.expand_bn, h))
         for block in self.blocks:
-            h = block(h, self._post, strided)
+            h = block(h, functools.partial(_apply, self.post), strided)
         y = _apply(self.shrink, h)
         if self.impl == "even_odd":
             y = y.to_joint()

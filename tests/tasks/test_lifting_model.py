@@ -211,7 +211,7 @@ def test_even_odd_dropout_masks_joint_basis_channels():
 
     def first_hidden():
         h = lifting._apply(model.expand_bn, lifting._apply(model.expand_conv, z))
-        return model._post(h).to_joint()
+        return model.post.even_odd(h).to_joint()
 
     model.train()
     zero = float(jnp.mean(first_hidden() == 0.0))
