@@ -47,7 +47,7 @@ import numpy as np
 
 from chiral_jax._layout import ChiralLayout
 from chiral_jax.activations import ODD_ACTIVATIONS, odd_activation
-from chiral_jax.generators import GATHER_LIMIT, ChiralGenerator
+from chiral_jax.generators import ChiralGenerator
 
 
 class FusedOps(NamedTuple):
@@ -283,11 +283,9 @@ def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, ...]:
 
 
 def kernels_packed(generator: ChiralGenerator, packed: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`kernels` of a layer's packed free blocks (:meth:`ChiralGenerator.pack`):
-    four gathers from a precomputed index for small kernels, the block concatenation of
-    :func:`kernels` for large ones (:data:`GATHER_LIMIT`); the same values either way."""
-    if packed.size > GATHER_LIMIT:
-        return kernels(generator, generator.unpack(packed))
+    """:func:`kernels` of a layer's packed free blocks (:meth:`ChiralGenerator.pack`), as
+    four gathers from a precomputed index: few ops to compile and to differentiate, the
+    same values bit for bit."""
     a1, a2, b1, b2 = _pair_index(generator)
     table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
     return table[a1] + table[a2], table[b1] + table[b2]

@@ -48,9 +48,6 @@ import numpy as np
 from chiral_jax._layout import ChiralLayout
 
 Mode = Literal["complete", "paper"]
-
-#: Packed vectors up to this size are assembled by one gather (see ``assemble_packed``).
-GATHER_LIMIT = 1 << 17
 MODES = ("complete", "paper")
 
 _ROW_GROUPS = ("ln", "lp", "cn", "cp")
@@ -308,16 +305,12 @@ class ChiralGenerator:
 
         Every entry of a tied kernel is a free value, its negation or zero, so the
         kernel is ``[v, -v, 0][index]`` for an index computed once per generator
-        (:func:`_signed_index`): few ops to compile. Above :data:`GATHER_LIMIT` free
-        values the block assembly runs instead (faster than a long gather). Same values
-        either way, bit for bit.
+        (:func:`_signed_index`): few ops to compile and to differentiate. Same values as
+        the block assembly, bit for bit.
         """
         n = sum(math.prod(s) for s in self._shapes(what).values())
         if packed.shape != (n,):
             raise ValueError(f"packed {what} has shape {packed.shape}, expected ({n},)")
-        if n > GATHER_LIMIT:  # large: the concatenation runs faster than a long gather
-            blocks = self.unpack(packed, what)
-            return self.assemble_kernel(blocks) if what == "kernel" else self.assemble_bias(blocks)
         index = _signed_index(self, what)
         table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
         return jnp.take(table, index, unique_indices=False, indices_are_sorted=False)
