@@ -237,6 +237,9 @@ def open_run(
     """
     folder = Path(folder)
     config = to_json(dict(config))
+    # run.json records the checkpoint format with the config, so that it takes part in
+    # the rerun rule.
+    recorded = {**config, "checkpoint_format": CHECKPOINT_FORMAT}
     run_file = folder / RUN_FILE
     if folder.exists() and not folder.is_dir():
         raise RunConflict(f"{folder}: exists and is not a folder; choose another --out")
@@ -255,7 +258,7 @@ def open_run(
                 f"{run_file}: unreadable run record ({err}); pass --overwrite to replace "
                 "the run, or choose another --out"
             ) from err
-        diff = differences(saved, config)
+        diff = differences(saved, recorded)
         if not diff:
             results = _finished_results(folder, config)
             if results is not None:
@@ -265,7 +268,7 @@ def open_run(
             pass  # a run stopped before its first checkpoint: nothing to protect
         elif resume and _lengthens(diff, length_keys):
             (folder / RESULTS_FILE).unlink(missing_ok=True)  # the longer run has none yet
-            _write_run_file(run_file, config)
+            _write_run_file(run_file, recorded)
             return Run(folder, config, resume=_has_checkpoint(folder), results=None)
         else:
             ways = (
@@ -277,7 +280,7 @@ def open_run(
                 f"{folder}: holds a run with another config ({_describe(diff)}); {ways}"
             )
     folder.mkdir(parents=True, exist_ok=True)
-    _write_run_file(run_file, config)
+    _write_run_file(run_file, recorded)
     return Run(folder, config, resume=False, results=None)
 
 
@@ -348,6 +351,12 @@ def check_output(
             f"{path}: holds results of other inputs ({_describe(diff)}); pass --overwrite to "
             "replace it, or choose another --out"
         )
+
+
+CHECKPOINT_FORMAT = 2
+"""The layout of the model state in checkpoints; a run of another layout is another
+config (refused, not resumed into a failing restore). 2: tied layers store their free
+blocks packed in one vector (``free_kernel``, ``free_bias``, ...)."""
 
 
 def _write_run_file(path: Path, config: Mapping[str, Any]) -> None:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from chiral_tasks.common import distributed, signals
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
 from chiral_tasks.common.data import Batcher
-from chiral_tasks.common.run import CHECKPOINTS, RUN_FILE
+from chiral_tasks.common.run import CHECKPOINT_FORMAT, CHECKPOINTS, RUN_FILE
 
 LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
 
@@ -641,6 +641,12 @@ def load_trained(
         raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a {task} run folder")
     try:
         config = json.loads(path.read_text())["config"]
+        found = config.get("checkpoint_format", 1)
+        if found != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{run_dir}: its checkpoints have format {found}, this version reads "
+                f"{CHECKPOINT_FORMAT}; retrain it (rerun its command with --overwrite)"
+            )
         model = build(config)
         train_config = TrainConfig(
             **config["train"], checkpoint_dir=str(Path(run_dir) / CHECKPOINTS), progress=False

@@ -7,6 +7,7 @@ import pytest
 from _files import snapshot
 
 import chiral_tasks.cli
+from chiral_tasks.common import run as run_module
 from chiral_tasks.common.run import (
     RunConflict,
     check_output,
@@ -29,7 +30,7 @@ def test_a_new_run_records_its_config_and_environment(tmp_path):
     run = open_run(tmp_path / "run", CONFIG)
     assert (run.resume, run.done) == (False, False)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["config"] == CONFIG
+    assert record["config"] == {**CONFIG, "checkpoint_format": run_module.CHECKPOINT_FORMAT}
     versions = record["environment"]["versions"]
     expected = {"python", "jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint"}
     assert expected <= set(versions)
@@ -184,3 +185,15 @@ def test_fingerprints_see_files_moved_between_subfolders(tmp_path):
     before = fingerprint([tmp_path])
     (tmp_path / "train" / "clip.json").rename(tmp_path / "val" / "clip.json")
     assert fingerprint([tmp_path]) != before
+
+
+def test_a_run_of_an_older_checkpoint_format_is_refused_not_restored(tmp_path):
+    """A folder written before the model state's layout changed is another config: one
+    line naming the difference, nothing restored into a failing load."""
+    open_run(tmp_path, CONFIG)
+    record = json.loads((tmp_path / "run.json").read_text())
+    del record["config"]["checkpoint_format"]
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    with pytest.raises(RunConflict, match="checkpoint_format"):
+        open_run(tmp_path, CONFIG)

@@ -29,6 +29,7 @@ from chiral_tasks.common.train import (
     TrainConfig,
     Trainer,
     learning_rate,
+    load_trained,
     make_optimizer,
     predict,
 )
@@ -402,3 +403,9 @@ def test_decay_every_two_epochs_is_a_staircase():
     assert [float(schedule(s)) for s in (0, 5, 6, 11, 12)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     with pytest.raises(ValueError, match="lr_decay_every must be >= 1"):
         TrainConfig(lr_decay_every=0)
+
+
+def test_a_run_of_an_older_checkpoint_format_is_refused_in_one_line(tmp_path):
+    (tmp_path / "run.json").write_text('{"config": {"train": {}}}')
+    with pytest.raises(CheckpointError, match="format 1, this version reads 2; retrain it"):
+        load_trained(tmp_path, build=lambda config: None, loss_fn=None, task="toy")
