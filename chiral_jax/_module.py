@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 from flax import nnx
 
 from chiral_jax._layout import ChiralLayout
@@ -48,10 +47,3 @@ class ChiralModule(nnx.Module):
                 f"{type(self).__name__}.even_odd expects activations in its input layout "
                 f"{self.layout_in}, got {z.layout}"
             )
-
-
-def apply(module, x: jax.Array | EvenOdd):
-    """``module`` on either form of activations: ``module.even_odd(x)`` for ``EvenOdd``,
-    ``module(x)`` for joint-basis arrays (any Flax module)."""
-    return module.even_odd(x) if isinstance(x, EvenOdd) else module(x)
-

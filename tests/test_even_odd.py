@@ -149,7 +149,7 @@ def test_conv_paths_agree_in_values_and_gradients(conv, case):
 
 
 def test_even_odd_path_is_equivariant():
-    mode = "paper"  # complete mode: the structured-network test
+    mode = "paper"  # complete mode: the even/odd-form network test
     hidden = ChiralLayout.hidden(pairs=6, centre=5, dims=6, negated=2)
     pose_2d, pose_3d = H36M_17.layout(2), H36M_17.layout(3)
     first = ChiralConv1d(
@@ -163,32 +163,32 @@ def test_even_odd_path_is_equivariant():
     assert_equivariant(jax.jit(net), pose_2d, pose_3d, normal(7, (2, 11, pose_2d.size)))
 
 
-def test_structured_network_equals_flat_network_in_train_and_eval():
+def test_even_odd_network_equals_joint_basis_network_in_train_and_eval():
     hidden = ChiralLayout.hidden(pairs=3, centre=2, dims=4, negated=1)
     pose = random_layout(np.random.default_rng(3), max_joints=9, dims=2)
     conv = ChiralConv1d(pose, hidden, 3, rngs=nnx.Rngs(0))
     out = ChiralLinear(hidden, pose, rngs=nnx.Rngs(2))
-    bn_flat = ChiralBatchNorm(hidden, rngs=nnx.Rngs(1))
-    bn_structured = nnx.clone(bn_flat)
+    bn_joint = ChiralBatchNorm(hidden, rngs=nnx.Rngs(1))
+    bn_even_odd = nnx.clone(bn_joint)
     x = normal(8, (4, 7, pose.size))
 
     @nnx.jit
-    def flat(bn, x):
+    def joint(bn, x):
         return out(jnp.tanh(bn(conv(x))))
 
     @nnx.jit
-    def structured(bn, x):
+    def in_even_odd(bn, x):
         z = EvenOdd.from_joint(x, pose)
         return out.even_odd(bn.even_odd(conv.even_odd(z)).map("tanh")).to_joint()
 
     # Training: batch statistics, and the same running-average update.
-    assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
-    assert_trees_close(nnx.state(bn_flat), nnx.state(bn_structured))
+    assert_trees_close(joint(bn_joint, x), in_even_odd(bn_even_odd, x))
+    assert_trees_close(nnx.state(bn_joint), nnx.state(bn_even_odd))
     # Evaluation: the running statistics as one fused affine map per array.
-    bn_flat.eval()
-    bn_structured.eval()
-    assert_trees_close(flat(bn_flat, x), structured(bn_structured, x))
-    assert_equivariant(lambda x: structured(bn_structured, x), pose, pose, x)
+    bn_joint.eval()
+    bn_even_odd.eval()
+    assert_trees_close(joint(bn_joint, x), in_even_odd(bn_even_odd, x))
+    assert_equivariant(lambda x: in_even_odd(bn_even_odd, x), pose, pose, x)
 
 
 @pytest.mark.parametrize("layout", [random_layout(np.random.default_rng(s)) for s in (4, 5)] + EDGE)
@@ -197,11 +197,11 @@ def test_mirror_stats_and_norm_equal_batch_norm_on_any_layout(layout):
     order, any negated dims, no pairs / no centre), as do the output and the update."""
     x = normal(10, (3, 5, layout.size)) * 2.0 + 0.7
     bn = ChiralBatchNorm(layout, momentum=0.5, rngs=nnx.Rngs(0))
-    bn_structured = nnx.clone(bn)
+    bn_even_odd = nnx.clone(bn)
     z = EvenOdd.from_joint(x, layout)
     assert_trees_close(mirror_stats(z), bn._mirror_stats(x))
-    assert_trees_close(bn_structured.even_odd(z).to_joint(), bn(x))
-    assert_trees_close(nnx.state(bn_structured), nnx.state(bn))
+    assert_trees_close(bn_even_odd.even_odd(z).to_joint(), bn(x))
+    assert_trees_close(nnx.state(bn_even_odd), nnx.state(bn))
 
 
 def test_batch_statistics_average_over_a_mapped_axis():
@@ -230,7 +230,7 @@ def test_map_then_runs_in_the_joint_basis():
     assert_trees_close(z.to_joint(), jnp.tanh(x) ** 3)
 
 
-def test_structured_activations_check_their_inputs():
+def test_even_odd_activations_check_their_inputs():
     layout = ChiralLayout.hidden(pairs=2, centre=1, dims=3, negated=1)
     z = EvenOdd.from_joint(normal(9, (2, layout.size)), layout)
     assert jax.tree.leaves(jax.jit(lambda z: z + z)(z))[0].shape == (2, layout.n_plus)
