@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chiral_jax import ChiralLayout, ChiralLinear, ChiralLSTMCell
+from chiral_jax import ChiralLayout
 from chiral_jax.skeletons import PENN_ACTION_13
+from chiral_tasks.common import layers
 
 NUM_JOINTS = PENN_ACTION_13.num_joints
 POSE_LAYOUT = PENN_ACTION_13.layout(2)
@@ -99,20 +100,15 @@ class Forecaster(nnx.Module):
     def __init__(self, config: ForecasterConfig, *, rngs: nnx.Rngs):
         self.config = config
         if config.chiral:
-            hidden = config.hidden_layout
-            layouts = [STEP_LAYOUT] + [hidden] * config.layers
-
-            def cell(k):
-                return ChiralLSTMCell(layouts[k], layouts[k + 1], mode=config.mode, rngs=rngs)
-
-            self.head = ChiralLinear(hidden, POSE_LAYOUT, mode=config.mode, rngs=rngs)
+            step, hidden, pose = STEP_LAYOUT, config.hidden_layout, POSE_LAYOUT
         else:
-            widths = [STEP_LAYOUT.size] + [config.hidden] * config.layers
+            step, hidden, pose = STEP_LAYOUT.size, config.hidden, POSE_LAYOUT.size
+        spaces = [step] + [hidden] * config.layers
 
-            def cell(k):
-                return nnx.OptimizedLSTMCell(widths[k], widths[k + 1], rngs=rngs)
+        def cell(k):
+            return layers.lstm_cell(spaces[k], spaces[k + 1], mode=config.mode, rngs=rngs)
 
-            self.head = nnx.Linear(config.hidden, POSE_LAYOUT.size, rngs=rngs)
+        self.head = layers.linear(hidden, pose, mode=config.mode, rngs=rngs)
         self.encoder = nnx.List([cell(k) for k in range(config.layers)])
         self.decoder = nnx.List([cell(k) for k in range(config.layers)])
         self.dropout = nnx.Dropout(config.dropout, rngs=rngs)

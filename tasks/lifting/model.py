@@ -38,7 +38,6 @@ in both, so the forms draw other masks from the same distribution.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -50,7 +49,6 @@ from flax import nnx
 from chiral_jax import (
     ChiralActivation,
     ChiralBatchNorm,
-    ChiralConv1d,
     ChiralDropout,
     ChiralSequential,
     EvenOdd,
@@ -60,6 +58,8 @@ from chiral_jax._tied import IMPLS, Impl
 from chiral_jax.activations import ODD_ACTIVATIONS
 from chiral_jax.even_odd import prefers_even_odd
 from chiral_jax.generators import MODES, Mode
+from chiral_tasks.common import layers
+from chiral_tasks.common.layers import Space
 
 Activation = str | Callable[[jax.Array], jax.Array]
 
@@ -104,39 +104,13 @@ class BNMomentum(nnx.Variable):
     """
 
 
-@dataclasses.dataclass(frozen=True)
-class _Layers:
-    """Builds the convs and batch-norms of one model, plain or chiral.
-
-    ``conv(n_in, n_out, ...)`` and ``norm(n)`` take channel layouts when chiral and
-    channel counts when plain.
-    """
-
-    chiral: bool
-    mode: Mode
-    momentum: float
-    dtype: jnp.dtype | None
-    param_dtype: jnp.dtype
-    rngs: nnx.Rngs
-
-    def conv(self, n_in, n_out, width: int, *, use_bias: bool) -> nnx.Module:
-        kwargs = dict(
-            use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
-        )
-        if self.chiral:
-            # Joint-basis calls run the assembled kernel; the even/odd form calls
-            # `even_odd` (two half-size convs) whatever the layer's impl.
-            return ChiralConv1d(
-                n_in, n_out, width, padding="VALID", mode=self.mode, impl="dense", **kwargs
-            )
-        return nnx.Conv(n_in, n_out, (width,), padding="VALID", **kwargs)
-
-    def norm(self, n) -> nnx.Module:
-        kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs)
-        norm = ChiralBatchNorm(n, **kwargs) if self.chiral else nnx.BatchNorm(n, **kwargs)
-        # Momentum as state, not a static setting: the per-epoch decay retraces nothing.
-        norm.momentum = nnx.data(BNMomentum(jnp.asarray(self.momentum, jnp.float32)))
-        return norm
+def _norm(space: Space, *, momentum: float, **kwargs) -> nnx.Module:
+    """:func:`chiral_tasks.common.layers.norm` (``[..., size(space)]`` in and out), its
+    momentum a :class:`BNMomentum`."""
+    norm = layers.norm(space, momentum=momentum, **kwargs)
+    # Momentum as state, not a static setting: the per-epoch decay retraces nothing.
+    norm.momentum = nnx.data(BNMomentum(jnp.asarray(momentum, jnp.float32)))
+    return norm
 
 
 Features = jax.Array | EvenOdd
@@ -196,14 +170,22 @@ class _Block(nnx.Module):
     The residual is the input frame under the kernel's centre tap (causal: its last tap).
     """
 
-    def __init__(self, hidden, width: int, dilation: int, causal: bool, layers: _Layers):
+    def __init__(
+        self,
+        hidden: Space,
+        width: int,
+        dilation: int,
+        causal: bool,
+        conv: Callable[..., nnx.Module],
+        norm: Callable[[Space], nnx.Module],
+    ):
         self.width = width
         self.dilation = dilation
         self.residual_tap = width - 1 if causal else width // 2
-        self.conv = layers.conv(hidden, hidden, width, use_bias=False)
-        self.bn = layers.norm(hidden)
-        self.conv1 = layers.conv(hidden, hidden, 1, use_bias=False)
-        self.bn1 = layers.norm(hidden)
+        self.conv = conv(hidden, hidden, width, use_bias=False)
+        self.bn = norm(hidden)
+        self.conv1 = conv(hidden, hidden, 1, use_bias=False)
+        self.bn1 = norm(hidden)
 
     def __call__(self, x: Features, post: Callable, strided: bool) -> Features:
         if strided:
@@ -304,17 +286,22 @@ class TemporalModel(nnx.Module):
             hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
             impl = "dense"
         self.impl = impl
-        layers = _Layers(chiral, mode, bn_momentum, dtype, param_dtype, rngs)
-        self.expand_conv = layers.conv(n_in, hidden, widths[0], use_bias=False)
-        self.expand_bn = layers.norm(hidden)
+        settings = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        # Every conv is undilated and "valid". A chiral one's joint-basis calls run the
+        # assembled kernel; the even/odd form calls `even_odd` (two half-size convs)
+        # whatever the layer's impl.
+        conv = functools.partial(layers.conv, padding="VALID", mode=mode, impl="dense", **settings)
+        norm = functools.partial(_norm, momentum=bn_momentum, **settings)
+        self.expand_conv = conv(n_in, hidden, widths[0], use_bias=False)
+        self.expand_bn = norm(hidden)
         dilations = [math.prod(widths[:i]) for i in range(1, len(widths))]
         self.blocks = nnx.List(
             [
-                _Block(hidden, w, d, causal, layers)
+                _Block(hidden, w, d, causal, conv, norm)
                 for w, d in zip(widths[1:], dilations, strict=True)
             ]
         )
-        self.shrink = layers.conv(hidden, n_out, 1, use_bias=True)
+        self.shrink = conv(hidden, n_out, 1, use_bias=True)
 
     @property
     def receptive_field(self) -> int:

@@ -25,22 +25,22 @@ ReLU), the ST-GCN-like baseline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout
+from chiral_jax import ChiralLayout
 from chiral_jax.activations import odd_activation
 from chiral_jax.skeletons import OPENPOSE_18
+from chiral_tasks.common import layers
+from chiral_tasks.common.layers import Space
 
 NUM_JOINTS = 18
 NUM_CHANNELS = 3
 INPUT_LAYOUT = OPENPOSE_18.layout(NUM_CHANNELS, negated=(0,))
 """The per-frame input layout: 18 joints x (x, y, score), x negated."""
-
-# A feature space is a ChiralLayout (chiral layers) or a channel count (plain layers).
-Space = ChiralLayout | int
 
 _BN_MOMENTUM = 0.9  # PyTorch's 0.1 in Flax's convention
 
@@ -126,43 +126,6 @@ class ModelConfig:
         return out + list(self.widths[self.invariant_block :])
 
 
-def _size(space: Space) -> int:
-    return space.size if isinstance(space, ChiralLayout) else space
-
-
-def _conv(space_in: Space, space_out: Space, kernel: int, stride: int, rngs: nnx.Rngs):
-    """A temporal conv ([B, T, C_in] -> [B, T', C_out], "same" padding).
-
-    Chiral when ``space_in`` is a layout: onto ``space_out``'s layout, or onto the
-    invariant layout of ``space_out`` channels (the invariance layer).
-    """
-    pad = (kernel - 1) // 2
-    if isinstance(space_in, ChiralLayout):
-        layout_out = (
-            space_out
-            if isinstance(space_out, ChiralLayout)
-            else (ChiralLayout.invariant(space_out))
-        )
-        return ChiralConv1d(
-            space_in, layout_out, kernel, strides=stride, padding=pad, use_bias=False, rngs=rngs
-        )
-    return nnx.Conv(
-        space_in,
-        space_out,
-        kernel_size=(kernel,),
-        strides=(stride,),
-        padding=((pad, pad),),
-        use_bias=False,
-        rngs=rngs,
-    )
-
-
-def _norm(space: Space, rngs: nnx.Rngs):
-    if isinstance(space, ChiralLayout):
-        return ChiralBatchNorm(space, momentum=_BN_MOMENTUM, rngs=rngs)
-    return nnx.BatchNorm(space, momentum=_BN_MOMENTUM, rngs=rngs)
-
-
 class Block(nnx.Module):
     """Spatial 1x1 conv -> BN -> act -> temporal conv -> BN, + residual -> act.
 
@@ -182,15 +145,19 @@ class Block(nnx.Module):
     ):
         chiral_out = isinstance(space_out, ChiralLayout)
         self.act = odd_activation(activation) if chiral_out else jax.nn.relu
-        self.spatial = _conv(space_in, space_out, 1, 1, rngs)
-        self.spatial_norm = _norm(space_out, rngs)
-        self.temporal = _conv(space_out, space_out, kernel, stride, rngs)
-        self.temporal_norm = _norm(space_out, rngs)
+        # Convs over time, [B, T, C_in] -> [B, T', C_out]; the temporal one pads to "same".
+        pad = (kernel - 1) // 2
+        conv = functools.partial(layers.conv, use_bias=False, rngs=rngs)
+        norm = functools.partial(layers.norm, momentum=_BN_MOMENTUM, rngs=rngs)
+        self.spatial = conv(space_in, space_out, 1)
+        self.spatial_norm = norm(space_out)
+        self.temporal = conv(space_out, space_out, kernel, strides=stride, padding=pad)
+        self.temporal_norm = norm(space_out)
         self.residual = residual
         # The residual needs a projection where the block changes the shape.
         project = residual and (space_in != space_out or stride != 1)
-        self.project = _conv(space_in, space_out, 1, stride, rngs) if project else None
-        self.project_norm = _norm(space_out, rngs) if project else None
+        self.project = conv(space_in, space_out, 1, strides=stride) if project else None
+        self.project_norm = norm(space_out) if project else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.act(self.spatial_norm(self.spatial(x)))
@@ -211,7 +178,7 @@ class SkeletonClassifier(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         spaces = config.spaces()
-        self.input_norm = _norm(spaces[0], rngs)
+        self.input_norm = layers.norm(spaces[0], momentum=_BN_MOMENTUM, rngs=rngs)
         self.blocks = nnx.List(
             [
                 Block(
@@ -226,7 +193,7 @@ class SkeletonClassifier(nnx.Module):
                 for i in range(len(config.widths))
             ]
         )
-        self.head = nnx.Linear(_size(spaces[-1]), config.num_classes, rngs=rngs)
+        self.head = layers.linear(spaces[-1], config.num_classes, rngs=rngs)
 
     def features(self, x: jax.Array) -> jax.Array:
         """Per-person, per-frame features: (N, C, T, V, M) -> (N, M, T', widths[-1])."""
