@@ -40,8 +40,9 @@ class ChiralModule(nnx.Module):
 
     def _check_even_odd(self, z: EvenOdd) -> None:
         if not isinstance(z, EvenOdd):
-            raise TypeError(f"{type(self).__name__}.even_odd takes EvenOdd activations, "
-                            f"got {type(z).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.even_odd takes EvenOdd activations, got {type(z).__name__}"
+            )
         if self.layout_in is not None and z.layout != self.layout_in:
             raise ValueError(
                 f"{type(self).__name__}.even_odd expects activations in its input layout "

@@ -46,8 +46,10 @@ class ChiralSequential(ChiralModule):
         layers = list(self.layers)
         while layers:
             layer = layers.pop(0)
-            if isinstance(layer, ChiralActivation) and layers and isinstance(
-                layers[0], ChiralDropout
+            if (
+                isinstance(layer, ChiralActivation)
+                and layers
+                and isinstance(layers[0], ChiralDropout)
             ):
                 # One pass over the pairs for both (the dropout drawn over joint channels).
                 dropout = layers.pop(0)

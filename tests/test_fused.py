@@ -49,8 +49,10 @@ def fused(on: bool = True):
 def test_the_core_imports_no_fused_kernels():
     """``import chiral_jax`` (layers, even/odd basis) loads nothing of the fused package,
     and the default is XLA ops."""
-    code = "import sys, chiral_jax, chiral_jax.even_odd as eo; " \
-           "print(any(m.startswith('chiral_jax.fused') for m in sys.modules), eo.fused_ops())"
+    code = (
+        "import sys, chiral_jax, chiral_jax.even_odd as eo; "
+        "print(any(m.startswith('chiral_jax.fused') for m in sys.modules), eo.fused_ops())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "None"]
@@ -128,8 +130,10 @@ def test_kernel_is_equivariant_under_jit_vmap_and_grad(kind):
         loss = jax.grad(lambda x: jnp.sum(f(x) ** 2 + jnp.sin(f(x)) * f(x)))
         assert_equivariant(jax.jit(loss), layout, layout, x)
         # vmap of the kernel equals the kernel on the stacked batch, with gradients.
-        assert_trees_close(jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 3)))(x),
-                           jax.grad(lambda x: jnp.sum(f(x) ** 3))(x))
+        assert_trees_close(
+            jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 3)))(x),
+            jax.grad(lambda x: jnp.sum(f(x) ** 3))(x),
+        )
 
 
 @needs_compiler
@@ -154,8 +158,9 @@ def test_layers_run_the_kernels_when_enabled_and_xla_ops_otherwise():
         z16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), z)
         lowered = jax.jit(lambda z: z.map("tanh")).lower(z16).as_text()
         assert "chiral_odd_map_forward" not in lowered
-        assert_trees_close(z.map("tanh").to_joint(),
-                           z16.map("tanh").to_joint().astype(jnp.float32), rtol=1e-2)
+        assert_trees_close(
+            z.map("tanh").to_joint(), z16.map("tanh").to_joint().astype(jnp.float32), rtol=1e-2
+        )
 
 
 def _fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -210,8 +215,9 @@ def test_basis_change_kernels_equal_xla_ops_and_are_each_others_transpose(layout
     """split / merge against :func:`to_even_odd` / :func:`from_even_odd`'s XLA ops, forward
     and under ``grad`` and ``jvp``; the primitives' scaled forms are transposes of each
     other (``<split(x), g> = <x, merge_1(g)>``)."""
-    canonical = ChiralLayout.hidden(len(layout.left), len(layout.centre), layout.dims,
-                                    len(layout.negated))
+    canonical = ChiralLayout.hidden(
+        len(layout.left), len(layout.centre), layout.dims, len(layout.negated)
+    )
     x = normal(6, (3, 4, canonical.size))
     plus, minus = normal(7, (3, 4, canonical.n_plus)), normal(8, (3, 4, canonical.n_minus))
     _primitives.register(_build.load()[0])
@@ -228,14 +234,19 @@ def test_basis_change_kernels_equal_xla_ops_and_are_each_others_transpose(layout
     assert_trees_close(ref_x, jax.jit(merge)(plus, minus))
     for f, args in ((split, (x,)), (merge, (plus, minus))):
         # Linear maps: the tangent of f along its own input is f of it.
-        assert_trees_close(jax.tree.leaves(jax.jit(lambda *a, f=f: jax.jvp(f, a, a)[1])(*args)),
-                           jax.tree.leaves(f(*args)))
+        assert_trees_close(
+            jax.tree.leaves(jax.jit(lambda *a, f=f: jax.jvp(f, a, a)[1])(*args)),
+            jax.tree.leaves(f(*args)),
+        )
     merge_1 = _primitives._merge_p.bind(plus, minus, **_primitives._basis(canonical), scale=1.0)[0]
     lhs = sum(jnp.vdot(a, b) for a, b in zip(split(x), (plus, minus), strict=True))
     np.testing.assert_allclose(lhs, jnp.vdot(x, merge_1), rtol=1e-5)
     # ... and reverse mode runs that transpose: the gradient of <split(x), g> is merge_1(g).
-    grad = jax.jit(jax.grad(lambda x: sum(jnp.vdot(a, b) for a, b in
-                                          zip(split(x), (plus, minus), strict=True))))(x)
+    grad = jax.jit(
+        jax.grad(
+            lambda x: sum(jnp.vdot(a, b) for a, b in zip(split(x), (plus, minus), strict=True))
+        )
+    )(x)
     assert_trees_close(grad, merge_1)
 
 
@@ -265,9 +276,11 @@ def test_partitioned_computations_use_xla_ops_and_shard_map_the_kernel():
     """XLA cannot partition a custom call (it would gather every operand): a ``jit`` over
     4 devices lowers to XLA ops with no all-gather; inside ``shard_map`` each device runs
     the kernel on its shard."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True,
-                          text=True)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    done = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4", "False", "False", "True"]

@@ -40,9 +40,7 @@ def enable() -> None:
     if library is None:
         raise RuntimeError(f"the fused CPU kernels are unavailable: {reason}")
     _primitives.register(library)
-    even_odd.set_fused_ops(
-        even_odd.FusedOps(split, merge, odd_pair_map, frozenset(KINDS))
-    )
+    even_odd.set_fused_ops(even_odd.FusedOps(split, merge, odd_pair_map, frozenset(KINDS)))
 
 
 def disable() -> None:

@@ -26,6 +26,8 @@ import jaxlib
 
 _SOURCE = Path(__file__).parent / "csrc" / "even_odd.cc"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
+
+
 def _compiler() -> str | None:
     if os.environ.get("CXX"):
         return shutil.which(os.environ["CXX"])
@@ -58,8 +60,14 @@ def _cpu_signature() -> str:
 
 def _key(compiler: str) -> str:
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), jax.__version__, jaxlib.__version__, " ".join(_FLAGS),
-                 compiler, _cpu_signature()):
+    for part in (
+        _SOURCE.read_bytes(),
+        jax.__version__,
+        jaxlib.__version__,
+        " ".join(_FLAGS),
+        compiler,
+        _cpu_signature(),
+    ):
         key.update(part if isinstance(part, bytes) else part.encode())
     return key.hexdigest()[:16]
 
@@ -73,8 +81,7 @@ def _compile(compiler: str, library: Path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(
-                f"compiling {_SOURCE.name} failed ({' '.join(cmd)}): "
-                f"{done.stderr.strip()[-1000:]}"
+                f"compiling {_SOURCE.name} failed ({' '.join(cmd)}): {done.stderr.strip()[-1000:]}"
             )
         os.replace(partial, library)
 
