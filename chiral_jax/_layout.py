@@ -266,6 +266,14 @@ class ChiralLayout:
                         f"{self.size} (or trailing axes [J, D] = [{self.num_joints}, "
                         f"{self.dims}]), got shape {x.shape}"
                     )
+                if self.left + self.right == tuple(range(2 * len(self.left))):
+                    # Pairs first ([left, right, ...]): swap two slices, which XLA fuses.
+                    pairs = len(self.left) * self.dims
+                    x = xp.concatenate(
+                        [x[..., pairs : 2 * pairs], x[..., :pairs], x[..., 2 * pairs :]], -1
+                    )
+                    signs = xp.asarray(self.signs, dtype=x.dtype)
+                    return x * signs.reshape((1,) * (x.ndim - 1) + (-1,))
                 return _signed_take(xp, x, self.permutation, self.signs, -1, -1)
         elif flat:
             raise ValueError("flat=True reads the last axis as J*D: give no joint_axis/dim_axis")

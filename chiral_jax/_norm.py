@@ -18,25 +18,6 @@ _ONES = nnx.initializers.ones_init()
 _ZEROS = nnx.initializers.zeros_init()
 
 
-def _assemble_bias(gen: ChiralGenerator, packed: jax.Array) -> jax.Array:
-    """A tied per-channel vector from its packed free entries. Slices and concatenations
-    for a canonical layout (they fuse with what follows, in both passes); the gather
-    otherwise."""
-    if gen.layout_out.is_canonical:
-        return gen.assemble_bias(gen.unpack(packed, "bias"))
-    return gen.assemble_packed(packed, "bias")
-
-
-def _mirror(v: jax.Array, layout: ChiralLayout, *, signed: bool) -> jax.Array:
-    """``T v`` for a per-channel vector ``[layout.size]`` (unsigned: the swap alone).
-    A canonical layout swaps two slices (fusible); others take a permutation."""
-    if not layout.is_canonical:
-        return (layout if signed else layout.unsigned()).transform(v, flat=True)
-    pairs = len(layout.left) * layout.dims
-    swapped = jnp.concatenate([v[pairs : 2 * pairs], v[:pairs], v[2 * pairs :]])
-    return swapped * jnp.asarray(layout.signs, v.dtype) if signed else swapped
-
-
 def _bcast(v: jax.Array, ndim: int) -> jax.Array:
     return jnp.reshape(v, (1,) * (ndim - 1) + (-1,))
 
@@ -113,13 +94,13 @@ class ChiralBatchNorm(ChiralModule):
         """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
         if self.free_scale is None:
             return None
-        return _assemble_bias(self._scale_gen, self.free_scale[...])
+        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
 
     def offset(self) -> jax.Array | None:
         """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
         if self.free_offset is None:
             return None
-        return _assemble_bias(self._offset_gen, self.free_offset[...])
+        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
 
     def _mirror_stats(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         axes = tuple(range(x.ndim - 1))
@@ -127,8 +108,8 @@ class ChiralBatchNorm(ChiralModule):
         q = jnp.mean(jnp.square(x), axis=axes)
         if self.axis_name is not None:
             m, q = jax.lax.pmean((m, q), self.axis_name)
-        mu = (m + _mirror(m, self.layout, signed=True)) / 2
-        q = (q + _mirror(q, self.layout, signed=False)) / 2
+        mu = (m + self.layout.transform(m, flat=True)) / 2
+        q = (q + self.layout.unsigned().transform(q, flat=True)) / 2
         return mu, jnp.maximum(q - jnp.square(mu), 0.0)
 
     def _statistics(self, batch_stats, use_running_average: bool | None):
@@ -182,12 +163,8 @@ class ChiralBatchNorm(ChiralModule):
             shift = -mean * mul
             if offset is not None:
                 shift = shift + offset
-            mul_l, mul_cp, mul_cn = (
-                a.astype(dtype) for a in even_odd.channel_parts(mul, self.layout)
-            )
-            shift_l, shift_cp, _ = (
-                a.astype(dtype) for a in even_odd.channel_parts(shift, self.layout)
-            )
+            mul_l, mul_cp, mul_cn = even_odd.channel_parts(mul.astype(dtype), self.layout)
+            shift_l, shift_cp, _ = even_odd.channel_parts(shift.astype(dtype), self.layout)
             mul_plus = jnp.concatenate([mul_l, mul_cp])
             mul_minus = jnp.concatenate([mul_l, mul_cn])
             shift_plus = jnp.concatenate([2 * shift_l, shift_cp])

@@ -301,19 +301,21 @@ class ChiralGenerator:
         }
 
     def assemble_packed(self, packed: jax.Array, what: str = "kernel") -> jax.Array:
-        """:meth:`assemble_kernel` (or ``assemble_bias``) of a packed vector, as one gather.
+        """:meth:`assemble_kernel` (or :meth:`assemble_bias`) of a packed vector.
 
         Every entry of a tied kernel is a free value, its negation or zero, so the
-        kernel is ``[v, -v, 0][index]`` for an index computed once per generator
-        (:func:`_signed_index`): few ops to compile and to differentiate. Same values as
-        the block assembly, bit for bit.
+        kernel is one gather, ``[v, -v, 0][index]``, with an index computed once per
+        generator (:func:`_signed_index`): few ops to compile and to differentiate. A bias
+        is a short vector, assembled by its slices and concatenations, which fuse with
+        what uses it. Same values as the block assembly, bit for bit.
         """
         n = sum(math.prod(s) for s in self._shapes(what).values())
         if packed.shape != (n,):
             raise ValueError(f"packed {what} has shape {packed.shape}, expected ({n},)")
-        index = _signed_index(self, what)
+        if what == "bias":
+            return self.assemble_bias(self.unpack(packed, "bias"))
         table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
-        return jnp.take(table, index, unique_indices=False, indices_are_sorted=False)
+        return jnp.take(table, _signed_index(self), unique_indices=False, indices_are_sorted=False)
 
     def _shapes(self, what: str) -> dict[str, tuple[int, ...]]:
         if what == "kernel":
@@ -466,20 +468,16 @@ class ChiralGenerator:
 
 
 @functools.lru_cache(maxsize=256)
-def _signed_index(gen: ChiralGenerator, what: str) -> np.ndarray:
-    """Where each entry of the assembled kernel (or bias) comes from, shape as assembled.
+def _signed_index(gen: ChiralGenerator) -> np.ndarray:
+    """Where each entry of the assembled kernel comes from, shape ``gen.kernel_shape``.
 
     With ``n`` packed free values, entry ``i`` is ``table[index[i]]`` for
     ``table = [v (n), -v (n), 0]``. Found by assembling the ids ``1..n`` (int32, in NumPy:
     exact and quick) through the block assembly, which stays the one definition of the
     tying.
     """
-    shapes = gen._shapes(what)
-    sizes = [math.prod(s) for s in shapes.values()]
-    n = sum(sizes)
-    ids = np.arange(1, n + 1, dtype=np.int32)
-    blocks = gen.unpack(ids, what)
-    full = gen.assemble_kernel(blocks) if what == "kernel" else gen.assemble_bias(blocks)
+    n = sum(math.prod(s) for s in gen.kernel_shapes().values())
+    full = gen.assemble_kernel(gen.unpack(np.arange(1, n + 1, dtype=np.int32)))
     index = np.where(full > 0, full - 1, np.where(full < 0, n - full - 1, 2 * n))
     return index.astype(np.int32)
 
