@@ -116,9 +116,9 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
 
 
 def _checked_model(config: ModelConfig, dataset: LiftingDataset) -> ModelConfig:
-    """``config``, once its width is known to fit ``dataset``'s skeleton."""
+    """``config``, once its width is known to fit ``dataset``'s 2D skeleton (the input)."""
     try:
-        config.width(dataset.skeleton)
+        config.width(dataset.skeleton_2d)
     except ValueError as err:
         raise UsageError(f"--channels: {err}") from err
     return config
@@ -166,9 +166,16 @@ def _print_metrics(name: str, result: dict) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    config = SynthConfig(
-        dataset=args.dataset, frames=args.frames, trials=args.trials, seed=args.seed
-    )
+    try:
+        config = SynthConfig(
+            dataset=args.dataset,
+            frames=args.frames,
+            trials=args.trials,
+            seed=args.seed,
+            keypoints=args.keypoints,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     paths = write_dataset(config, args.out, overwrite=args.overwrite)
     for role, path in paths.items():
         print(f"{role:8s} {path}")
@@ -212,8 +219,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     results = run.results
     if results is None:
         trained = experiments.fit(
-            run, sequences, dataset.skeleton, model_config, train_config, label=args.model,
-            flip=not args.no_flip, max_steps=args.max_steps,
+            run, sequences, dataset.skeleton_2d, dataset.skeleton, model_config, train_config,
+            label=args.model, flip=not args.no_flip, max_steps=args.max_steps,
         )  # fmt: skip
         record = {
             "params": trained.model.num_params,
@@ -236,7 +243,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if not (model_dir / "model.json").is_file():
         raise FileNotFoundError(f"{args.run}: no trained model (no model/model.json); train one")
     dataset, data = _dataset(args)
-    trained = load_model(model_dir, dataset.skeleton)
+    trained = load_model(model_dir, dataset.skeleton, dataset.skeleton_2d)
     subjects = args.test_subjects or default_split(dataset)[1]
     sequences = camera_sequences(dataset, subjects)
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
@@ -316,6 +323,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trials", type=positive_int, default=SynthConfig.trials, help="sequences per action"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--keypoints",
+        choices=["h36m", "coco"],
+        default=SynthConfig.keypoints,
+        help="the 2D views' joints: h36m (the 3D skeleton's) or coco (COCO-17, as "
+        "Detectron's detections; --dataset h36m only)",
+    )
     add_overwrite_arg(p)
 
     p = add_command(

@@ -95,7 +95,7 @@ class CameraView:
     """One recording seen by one camera, ready for a lifting model.
 
     ``positions_3d`` (T, J, 3) float32: camera frame, metres, relative to the root
-    joint (the root itself is 0). ``positions_2d`` (T, J, 2) float32: normalised
+    joint (the root itself is 0). ``positions_2d`` (T, J_2d, 2) float32: normalised
     screen coordinates (x in [-1, 1]). ``camera``: the camera, for its intrinsics.
     """
 
@@ -141,9 +141,9 @@ def to_camera_frames(dataset: LiftingDataset) -> dict[str, dict[str, list[Camera
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Sequences:
-    """Per-camera sequences: ``inputs[i]`` (T_i, J, 2) normalised screen coordinates,
-    ``targets[i]`` (T_i, J, 3) root-relative camera-frame metres, ``keys[i]`` its
-    ``(subject, action, camera index)``."""
+    """Per-camera sequences: ``inputs[i]`` (T_i, J_2d, 2) normalised screen coordinates
+    (the dataset's ``skeleton_2d``), ``targets[i]`` (T_i, J, 3) root-relative camera-frame
+    metres (its ``skeleton``), ``keys[i]`` its ``(subject, action, camera index)``."""
 
     inputs: list[np.ndarray]
     targets: list[np.ndarray]
@@ -176,9 +176,7 @@ def camera_sequences(
         raise ValueError("no subjects selected")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
-    chosen = LiftingDataset(
-        dataset.name, dataset.fps, dataset.skeleton, {s: dataset.subjects[s] for s in subjects}
-    )
+    chosen = dataclasses.replace(dataset, subjects={s: dataset.subjects[s] for s in subjects})
     rng = np.random.default_rng(seed)
     out = Sequences([], [], [])
     for subject, actions in to_camera_frames(chosen).items():

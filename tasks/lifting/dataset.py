@@ -17,7 +17,8 @@ from chiral_tasks.common.camera import Camera
 @dataclasses.dataclass(frozen=True, eq=False)
 class Recording:
     """One (subject, action): ``positions_3d`` (T, J, 3) world metres and, per camera,
-    ``positions_2d[k]`` (T, J, 2) pixels; stored as float32."""
+    ``positions_2d[k]`` (T, J_2d, 2) pixels (``J_2d`` joints of the 2D skeleton);
+    stored as float32."""
 
     positions_3d: np.ndarray
     positions_2d: tuple[np.ndarray, ...]
@@ -49,7 +50,11 @@ class SubjectData:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LiftingDataset:
-    """A lifting dataset: skeleton, frame rate and recordings by subject.
+    """A lifting dataset: skeletons, frame rate and recordings by subject.
+
+    ``skeleton`` is the 3D poses' skeleton and ``skeleton_2d`` the 2D views' (e.g.
+    COCO-17 detections of Human3.6M-17 poses); ``None`` means the same as ``skeleton``
+    and is replaced by it, so ``skeleton_2d`` is always a :class:`Skeleton`.
 
     Construction checks every array (shapes, finite values, matching frame and
     joint counts, one camera count per subject) and raises ``ValueError`` naming
@@ -60,8 +65,11 @@ class LiftingDataset:
     fps: float
     skeleton: Skeleton
     subjects: dict[str, SubjectData]
+    skeleton_2d: Skeleton | None = None
 
     def __post_init__(self):
+        if self.skeleton_2d is None:
+            object.__setattr__(self, "skeleton_2d", self.skeleton)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"dataset name must be a non-empty string, got {self.name!r}")
         if not np.isfinite(self.fps) or self.fps <= 0:
@@ -69,7 +77,7 @@ class LiftingDataset:
         if not self.subjects:
             raise ValueError("dataset has no subjects")
         for subject, data in self.subjects.items():
-            check_subject(subject, data, self.skeleton.num_joints)
+            check_subject(subject, data, self.skeleton.num_joints, self.skeleton_2d.num_joints)
 
 
 def as_float32(x) -> np.ndarray:
@@ -92,14 +100,15 @@ def _check_positions(x: np.ndarray, num_joints: int, dims: int, where: str) -> N
         raise ValueError(f"{where}: {int(bad.sum())} NaN/inf values (first in frame {frame})")
 
 
-def check_subject(subject: str, data: SubjectData, num_joints: int) -> None:
-    """Check one subject's recordings and cameras; ``ValueError`` names what is wrong."""
+def check_subject(subject: str, data: SubjectData, joints_3d: int, joints_2d: int) -> None:
+    """Check one subject's recordings and cameras: ``positions_3d`` (T, joints_3d, 3) and
+    ``positions_2d[k]`` (T, joints_2d, 2); ``ValueError`` names what is wrong."""
     if not data.recordings:
         raise ValueError(f"subject {subject!r} has no actions")
     num_cameras = data.num_cameras
     for action, rec in data.recordings.items():
         where = f"subject {subject!r}, action {action!r}"
-        _check_positions(rec.positions_3d, num_joints, 3, f"{where}, positions_3d")
+        _check_positions(rec.positions_3d, joints_3d, 3, f"{where}, positions_3d")
         if len(rec.positions_2d) != num_cameras:
             raise ValueError(
                 f"{where}: {len(rec.positions_2d)} cameras, but the subject's other actions "
@@ -108,7 +117,7 @@ def check_subject(subject: str, data: SubjectData, num_joints: int) -> None:
         if num_cameras == 0:
             raise ValueError(f"{where}: no 2D positions (no cameras)")
         for k, view in enumerate(rec.positions_2d):
-            _check_positions(view, num_joints, 2, f"{where}, camera {k}, positions_2d")
+            _check_positions(view, joints_2d, 2, f"{where}, camera {k}, positions_2d")
             if len(view) != rec.num_frames:
                 raise ValueError(
                     f"{where}, camera {k}: {len(view)} frames of 2D positions for "

@@ -43,7 +43,7 @@ def predict_sequences(
     chunk: int = 256,
     batch_size: int = 16,
 ) -> list[np.ndarray]:
-    """3D poses (T_i, J, 3) for each 2D sequence ``inputs[i]`` (T_i, J, 2), in eval mode.
+    """3D poses (T_i, J, 3) for each 2D sequence ``inputs[i]`` (T_i, J_2d, 2), in eval mode.
 
     ``chunk`` output frames per window (at most the longest sequence), ``batch_size``
     windows per call.

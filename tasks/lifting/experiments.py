@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chiral_jax.skeletons import Skeleton
 from chiral_tasks.common.cli import for_run, train_record
 from chiral_tasks.common.results import format_table, mean_std_over_seeds, plot_curves
 from chiral_tasks.common.run import Run, grid, run_experiment
@@ -42,7 +43,8 @@ REPORTED = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
 def fit(
     run: Run,
     sequences: Sequences,
-    skeleton,
+    skeleton_2d: Skeleton,
+    skeleton: Skeleton,
     model_config: ModelConfig,
     train_config: TrainConfig,
     *,
@@ -50,9 +52,11 @@ def fit(
     flip: bool = True,
     max_steps: int | None = None,
 ) -> TrainedModel:
-    """Train (or resume, per ``run.resume``) one model in ``run``; save it to ``<run>/model``."""
+    """Train (or resume, per ``run.resume``) a model lifting ``skeleton_2d`` poses to
+    ``skeleton`` ones in ``run``; save it to ``<run>/model``."""
     trained = train(
         sequences,
+        skeleton_2d,
         skeleton,
         model_config,
         for_run(train_config, run, label),
@@ -127,6 +131,7 @@ def draw_test_pose(model, dataset, test_subjects, path: Path) -> None:
             "chiral(mirrored input), un-mirrored": unmirrored,
         },
         title=f"{subject} {action}, camera {camera}, frame {frame}",
+        skeleton_2d=dataset.skeleton_2d,
     )
 
 
@@ -164,7 +169,8 @@ def compare(
     def run_one(run: Run, params: dict) -> dict:
         chiral = params["variant"] == "chiral"
         trained = fit(
-            run, sequences, dataset.skeleton, dataclasses.replace(model_config, chiral=chiral),
+            run, sequences, dataset.skeleton_2d, dataset.skeleton,
+            dataclasses.replace(model_config, chiral=chiral),
             dataclasses.replace(train_config, seed=params["seed"]),
             label=f"{params['variant']} seed {params['seed']}", max_steps=max_steps,
         )  # fmt: skip
@@ -254,7 +260,7 @@ def limited_data(
         n = repeats[label]
         sequences = Sequences(sequences.inputs * n, sequences.targets * n, sequences.keys * n)
         trained = fit(
-            run, sequences, dataset.skeleton,
+            run, sequences, dataset.skeleton_2d, dataset.skeleton,
             dataclasses.replace(model_config, chiral=variant == "chiral"), train_config,
             label=f"{variant} {label}", max_steps=max_steps,
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Our pickle-free lifting format (version 1): one ``.npz`` of plain arrays.
+"""Our pickle-free lifting format (version 2): one ``.npz`` of plain arrays.
 
 Written by :func:`save_npz` and read by :func:`load_npz` with
 ``np.load(allow_pickle=False)``: the archive holds plain numeric and string arrays
@@ -7,11 +7,13 @@ only, so reading it runs no code from the file. Its entries:
 ``meta_json``
     0-d unicode array: a JSON object with
 
-    - ``"format"``: ``"chiral_jax.lifting"``; ``"version"``: ``1``;
+    - ``"format"``: ``"chiral_jax.lifting"``; ``"version"``: ``2``;
     - ``"dataset"``: the dataset name (e.g. ``"h36m"``); ``"fps"``: frame rate;
-    - ``"skeleton"``: ``{"name", "joint_names", "parents", "left", "right"}`` with
-      ``parents[j] = -1`` for the root and ``left[i]`` the mirror partner of
-      ``right[i]``; any joint set is allowed;
+    - ``"skeleton"``: the 3D poses' skeleton, ``{"name", "joint_names", "parents",
+      "left", "right"}`` with ``parents[j] = -1`` for the root and ``left[i]`` the
+      mirror partner of ``right[i]``; any joint set is allowed;
+    - ``"skeleton_2d"``: the 2D views' skeleton, in the same form (e.g. COCO-17
+      detections of Human3.6M-17 poses); it may equal ``"skeleton"``;
     - ``"subjects"``: ``{subject: {"num_cameras": C, "camera_ids": [id, ...] or
       null, "actions": {action: T}}}``, ``T`` the number of frames. Order is kept.
       ``camera_ids`` is null when the file carries no camera parameters.
@@ -20,8 +22,8 @@ only, so reading it runs no code from the file. Its entries:
     ``(T, J, 3)`` float32: world coordinates, metres (as in VideoPose3D; the
     cameras below map them to each camera's frame).
 ``{subject}/{action}/{k}/positions_2d``
-    ``(T, J, 2)`` float32: the 2D joints seen by camera ``k`` (0-based), pixels,
-    origin at the top-left image corner.
+    ``(T, J_2d, 2)`` float32: the 2D joints (of ``skeleton_2d``) seen by camera ``k``
+    (0-based), pixels, origin at the top-left image corner.
 ``{subject}/cameras/{k}/{field}``
     only when ``camera_ids`` is not null, for ``k < C``: the fields of
     :class:`chiral_tasks.common.camera.Camera` (its ``to_dict``): ``id`` (0-d string),
@@ -31,9 +33,12 @@ only, so reading it runs no code from the file. Its entries:
     position in metres. Cameras belong to a subject (extrinsics change between
     Human3.6M subjects).
 
-Joints follow the skeleton's order in every array; all values are finite. Names
-may contain ``/`` (HumanEva's ``"Train/S1"``): entries are found from the
-metadata, never by splitting keys.
+3D joints follow ``skeleton``'s order and 2D joints ``skeleton_2d``'s; all values
+are finite. Names may contain ``/`` (HumanEva's ``"Train/S1"``): entries are found
+from the metadata, never by splitting keys.
+
+Version 1 files (no ``"skeleton_2d"``: the 2D views use ``"skeleton"``) are still
+read; a version this reader does not know, such as a newer one, is refused.
 """
 
 from __future__ import annotations
@@ -53,7 +58,9 @@ from chiral_tasks.lifting.cameras import camera_from_record
 from chiral_tasks.lifting.dataset import LiftingDataset, Recording, SubjectData, check_subject
 
 FORMAT_NAME = "chiral_jax.lifting"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+"""The versions :func:`load_npz` reads; :func:`save_npz` writes :data:`FORMAT_VERSION`."""
 
 
 def _key_3d(subject: str, action: str) -> str:
@@ -112,6 +119,7 @@ def save_npz(dataset: LiftingDataset, path: PathLike) -> None:
         "dataset": dataset.name,
         "fps": dataset.fps,
         "skeleton": _skeleton_json(dataset.skeleton),
+        "skeleton_2d": _skeleton_json(dataset.skeleton_2d),
         "subjects": subjects_meta,
     }
     arrays["meta_json"] = np.array(json.dumps(meta))
@@ -121,6 +129,8 @@ def save_npz(dataset: LiftingDataset, path: PathLike) -> None:
 
 
 def _parse_meta(arrays: Mapping[str, np.ndarray], path: PathLike) -> dict[str, Any]:
+    """The checked metadata, in the current version's form (a version 1 file's
+    ``"skeleton_2d"`` is its ``"skeleton"``)."""
     require_keys(arrays, ["meta_json"], path)
     raw = arrays["meta_json"]
     if raw.shape != () or raw.dtype.kind not in "US":
@@ -135,12 +145,19 @@ def _parse_meta(arrays: Mapping[str, np.ndarray], path: PathLike) -> dict[str, A
         raise LiftingFormatError(f"{path}: meta_json is not valid JSON ({err})") from err
     if not isinstance(meta, dict):
         raise LiftingFormatError(f"{path}: meta_json must be a JSON object")
-    require_keys(meta, ["format", "version", "dataset", "fps", "skeleton", "subjects"], path)
-    if meta["format"] != FORMAT_NAME or meta["version"] != FORMAT_VERSION:
+    require_keys(meta, ["format", "version"], path)
+    if meta["format"] != FORMAT_NAME:
+        raise LiftingFormatError(f"{path}: format {meta['format']!r}, expected {FORMAT_NAME!r}")
+    version = meta["version"]
+    if not (_is_int(version) and version in READ_VERSIONS):
+        newer = _is_int(version) and version > FORMAT_VERSION
         raise LiftingFormatError(
-            f"{path}: format {meta['format']!r} version {meta['version']!r}; this reader "
-            f"knows {FORMAT_NAME!r} version {FORMAT_VERSION}"
+            f"{path}: {FORMAT_NAME!r} version {version!r}; this reader knows versions "
+            f"{list(READ_VERSIONS)}" + ("; a newer chiral_jax reads newer files" if newer else "")
         )
+    if version == 1:  # one skeleton for the 3D poses and the 2D views
+        meta = {**meta, "skeleton_2d": meta.get("skeleton")}
+    require_keys(meta, ["dataset", "fps", "skeleton", "skeleton_2d", "subjects"], path)
     if not isinstance(meta["dataset"], str):
         raise LiftingFormatError(f"{path}: 'dataset' must be a string, got {meta['dataset']!r}")
     if type(meta["fps"]) not in (int, float):  # bool and str are not frame rates
@@ -152,18 +169,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_skeleton(spec: Any, path: PathLike) -> Skeleton:
+def _parse_skeleton(meta: dict[str, Any], entry: str, path: PathLike) -> Skeleton:
+    """The skeleton under ``meta[entry]`` (``"skeleton"`` or ``"skeleton_2d"``), checked."""
+    spec = meta[entry]
     fields = ["name", "joint_names", "parents", "left", "right"]
     if not isinstance(spec, dict):
-        raise LiftingFormatError(f"{path}: skeleton metadata must be an object, got {spec!r}")
+        raise LiftingFormatError(f"{path}: {entry} metadata must be an object, got {spec!r}")
     require_keys(spec, fields, path)
     names = spec["joint_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise LiftingFormatError(f"{path}: skeleton joint_names must be a list of strings")
+        raise LiftingFormatError(f"{path}: {entry} joint_names must be a list of strings")
     for key in ("parents", "left", "right"):
         if not isinstance(spec[key], list) or not all(_is_int(j) for j in spec[key]):
             raise LiftingFormatError(
-                f"{path}: skeleton {key} must be a list of joint indices, got {spec[key]!r}"
+                f"{path}: {entry} {key} must be a list of joint indices, got {spec[key]!r}"
             )
     try:
         return Skeleton(
@@ -174,13 +193,18 @@ def _parse_skeleton(spec: Any, path: PathLike) -> Skeleton:
             right=tuple(spec["right"]),
         )
     except (TypeError, ValueError) as err:
-        raise LiftingFormatError(f"{path}: bad skeleton metadata ({err})") from err
+        raise LiftingFormatError(f"{path}: bad {entry} metadata ({err})") from err
 
 
 def _parse_subject(
-    subject: str, spec: Any, arrays: Mapping[str, np.ndarray], skeleton: Skeleton, path: PathLike
+    subject: str,
+    spec: Any,
+    arrays: Mapping[str, np.ndarray],
+    joints: tuple[int, int],
+    path: PathLike,
 ) -> tuple[SubjectData, list[str]]:
-    """One subject's data, checked, and the archive keys it used."""
+    """One subject's data, checked (``joints``: the 3D and 2D joint counts), and the
+    archive keys it used."""
     where = f"{path}: subject {subject!r}"
     if not isinstance(spec, dict):
         raise LiftingFormatError(f"{where}: metadata must be an object, got {spec!r}")
@@ -226,7 +250,7 @@ def _parse_subject(
             for action in actions
         }
         data = SubjectData(recordings, cameras)
-        check_subject(subject, data, skeleton.num_joints)
+        check_subject(subject, data, *joints)
     except ValueError as err:
         raise LiftingFormatError(f"{path}: {err}") from err
     for action, frames in actions.items():
@@ -242,13 +266,15 @@ def load_npz(path: PathLike) -> LiftingDataset:
     """Read our pickle-free format (see module doc); never unpickles anything."""
     arrays = read_npz(path, allow_pickle=False)
     meta = _parse_meta(arrays, path)
-    skeleton = _parse_skeleton(meta["skeleton"], path)
+    skeleton = _parse_skeleton(meta, "skeleton", path)
+    skeleton_2d = _parse_skeleton(meta, "skeleton_2d", path)
+    joints = (skeleton.num_joints, skeleton_2d.num_joints)
     if not isinstance(meta["subjects"], dict):
         raise LiftingFormatError(f"{path}: 'subjects' metadata must be an object")
     subjects = {}
     used = {"meta_json"}
     for subject, spec in meta["subjects"].items():
-        subjects[subject], keys = _parse_subject(subject, spec, arrays, skeleton, path)
+        subjects[subject], keys = _parse_subject(subject, spec, arrays, joints, path)
         # "A/B" + "C" and "A" + "B/C" name the same arrays: one recording read twice.
         twice = sorted(used.intersection(keys))
         if twice:
@@ -260,6 +286,8 @@ def load_npz(path: PathLike) -> LiftingDataset:
     if unexpected:
         raise LiftingFormatError(f"{path}: arrays not described by meta_json: {unexpected}")
     try:
-        return LiftingDataset(str(meta["dataset"]), float(meta["fps"]), skeleton, subjects)
+        return LiftingDataset(
+            str(meta["dataset"]), float(meta["fps"]), skeleton, subjects, skeleton_2d
+        )
     except (TypeError, ValueError) as err:
         raise LiftingFormatError(f"{path}: {err}") from err

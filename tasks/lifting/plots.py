@@ -29,9 +29,12 @@ def plot_pose(
     pose_2d: np.ndarray,
     poses_3d: dict[str, np.ndarray],
     title: str = "",
+    *,
+    skeleton_2d: Skeleton | None = None,
 ) -> None:
-    """Draw one frame: the 2D input (J, 2) and each named 3D pose (J, 3), into a PNG.
+    """Draw one frame: the 2D input (J_2d, 2) and each named 3D pose (J, 3), into a PNG.
 
+    ``skeleton`` draws the 3D poses and ``skeleton_2d`` the 2D input (None: ``skeleton``).
     Left limbs are blue, right limbs red. 3D poses are camera-frame (x right, y
     down, z forward) and drawn with y up.
     """
@@ -41,7 +44,7 @@ def plot_pose(
     figure = Figure(figsize=(4 * (1 + len(poses_3d)), 4.4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1 + len(poses_3d), 1)
-    for p, j, colour in _bones(skeleton):
+    for p, j, colour in _bones(skeleton if skeleton_2d is None else skeleton_2d):
         axes.plot(*pose_2d[[p, j]].T, color=colour, lw=2)
     axes.set_title("2D input")
     axes.set_aspect("equal")

@@ -11,7 +11,9 @@ writes the result three ways, so that every loader is exercised end to end:
 - our pickle-free ``<ds>.npz`` (:func:`npz.save_npz`), the same data.
 
 Human3.6M: subjects S1 S5 S6 S7 S8 S9 S11 (each with its own body and cameras),
-50 fps, four cameras, two trials per action ("Walking", "Walking 1"). HumanEva-I:
+50 fps, four cameras, two trials per action ("Walking", "Walking 1"); the 2D views
+show the 3D skeleton's joints or, with ``keypoints="coco"``, COCO-17's (as
+VideoPose3D's Detectron detections, ``layout_name`` ``"coco"``). HumanEva-I:
 ``Train/S1..S3`` and ``Validate/S1..S3``, 60 fps, three 640x480 cameras, actions
 "Walk", "Jog", "Box" split into chunks ("Walk chunk0"). Every sequence has its own
 seed and handedness (a one-sided action is done with the right or the left hand).
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chiral_jax.skeletons import H36M_17, HUMANEVA_15
+from chiral_jax.skeletons import COCO_17, H36M_17, HUMANEVA_15
 from chiral_tasks.common.camera import Camera, make_cameras, project_to_pixels
 from chiral_tasks.common.files import atomic_path, refuse_existing
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
@@ -81,6 +83,8 @@ class SynthConfig:
 
     Attributes:
       dataset: ``"h36m"`` (skeleton H36M_17) or ``"humaneva15"`` (HUMANEVA_15).
+      keypoints: the 2D views' skeleton: ``"h36m"``, the 3D skeleton (as the
+        dataset's own 2D files), or ``"coco"``, :data:`COCO_17` (Human3.6M only).
       frames: frames per sequence (per trial or chunk).
       trials: sequences per (subject, action): Human3.6M trials or HumanEva chunks.
       seed: everything derives from it.
@@ -94,11 +98,21 @@ class SynthConfig:
     seed: int = 0
     right_handed: float = 0.75
     noise: NoiseConfig = NoiseConfig()
+    keypoints: str = "h36m"
 
     def __post_init__(self):
         if self.dataset not in (H36M_17.name, HUMANEVA_15.name):
             raise ValueError(
                 f"dataset must be {H36M_17.name!r} or {HUMANEVA_15.name!r}, got {self.dataset!r}"
+            )
+        if self.keypoints not in (H36M_17.name, COCO_17.name):
+            raise ValueError(
+                f"keypoints must be {H36M_17.name!r} or {COCO_17.name!r}, got {self.keypoints!r}"
+            )
+        if self.keypoints == COCO_17.name and self.dataset != H36M_17.name:
+            raise ValueError(
+                f"COCO keypoints are generated for dataset {H36M_17.name!r} only, "
+                f"not {self.dataset!r}"
             )
         if self.frames < 2 or self.trials < 1:
             raise ValueError(f"need frames >= 2 and trials >= 1, got {self.frames}, {self.trials}")
@@ -167,9 +181,10 @@ def generate_dataset(config: SynthConfig = SynthConfig()) -> tuple[LiftingDatase
     Returns:
       ``(dataset, detections)``: the :class:`LiftingDataset` (2D trimmed to
       the mocap length) and ``detections[subject][action]``, the list of per-camera
-      (T + EXTRA_2D_FRAMES, J, 2) pixel arrays as a detector file holds them.
+      (T + EXTRA_2D_FRAMES, J_2d, 2) pixel arrays as a detector file holds them.
     """
     skeleton = H36M_17 if config.dataset == H36M_17.name else HUMANEVA_15
+    skeleton_2d = COCO_17 if config.keypoints == COCO_17.name else skeleton
     fps = DATASET_FPS[skeleton.name]
     names = H36M_SUBJECTS if config.dataset == H36M_17.name else HUMANEVA_SUBJECTS
     bodies = make_subjects(max(int(s[1:]) for s in names), seed=config.seed)
@@ -187,17 +202,17 @@ def generate_dataset(config: SynthConfig = SynthConfig()) -> tuple[LiftingDatase
         rng = np.random.default_rng(_seed(config.seed, config.dataset, subject, name))
         handedness = "right" if rng.random() < config.right_handed else "left"
         frames = config.frames + EXTRA_2D_FRAMES
-        world = simulate(action, body, frames, fps, int(rng.integers(2**31)), handedness)
-        world = to_skeleton(world, skeleton)
+        motion = simulate(action, body, frames, fps, int(rng.integers(2**31)), handedness)
+        world, seen = to_skeleton(motion, skeleton), to_skeleton(motion, skeleton_2d)
         views = [
-            _detections(project_to_pixels(cam.world_to_camera(world), cam), config.noise, rng)
+            _detections(project_to_pixels(cam.world_to_camera(seen), cam), config.noise, rng)
             for cam in cameras[subject]
         ]
         detections.setdefault(subject, {})[name] = views
         rec = Recording(world[: config.frames], tuple(v[: config.frames] for v in views))
         recordings.setdefault(subject, {})[name] = rec
     subjects = {s: SubjectData(recs, tuple(cameras[s])) for s, recs in recordings.items()}
-    return LiftingDataset(skeleton.name, fps, skeleton, subjects), detections
+    return LiftingDataset(skeleton.name, fps, skeleton, subjects, skeleton_2d), detections
 
 
 # -- Human3.6M's 32 mocap joints ---------------------------------------------------------
@@ -264,8 +279,9 @@ def write_videopose3d(
 ) -> tuple[Path, Path, Path]:
     """Write VideoPose3D's pickled 3D and 2D files and the cameras JSON into ``folder``.
 
-    Replaces existing files of those names (each atomically). Returns the paths
-    ``(data_3d, data_2d, cameras_json)``.
+    The 2D file's metadata describes ``dataset.skeleton_2d`` (``layout_name``, joint
+    count, left/right joints). Replaces existing files of those names (each
+    atomically). Returns the paths ``(data_3d, data_2d, cameras_json)``.
     """
     h36m = dataset.skeleton.name == H36M_17.name
     positions_3d = {
@@ -275,10 +291,11 @@ def write_videopose3d(
         }
         for subject, data in dataset.subjects.items()
     }
+    keypoints = dataset.skeleton_2d
     metadata = {
-        "layout_name": dataset.skeleton.name,
-        "num_joints": dataset.skeleton.num_joints,
-        "keypoints_symmetry": [list(dataset.skeleton.left), list(dataset.skeleton.right)],
+        "layout_name": keypoints.name,
+        "num_joints": keypoints.num_joints,
+        "keypoints_symmetry": [list(keypoints.left), list(keypoints.right)],
     }
     paths = output_paths(dataset.name, folder)
     # Open files, not names: np.savez would append ".npz" to the temporary name.

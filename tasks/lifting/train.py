@@ -9,7 +9,8 @@ mirrored, so half of each epoch is flipped, 2D and 3D alike) -> the shared
 VideoPose3D's BatchNorm-momentum decay applied by an epoch hook.
 
 A trained model is saved to ``<out>/model`` together with its :class:`ModelConfig`
-and skeleton, so :func:`load_model` rebuilds it without other settings.
+and skeletons (2D input and 3D output), so :func:`load_model` rebuilds it without
+other settings.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class ModelConfig:
     """The lifting network's settings (see :class:`TemporalModel`).
 
     ``channels`` is the plain model's width; the chiral model uses the largest
-    multiple of the joint count not above it (1024 -> 1020 for 17 joints, as in
-    the paper), so that every joint gets the same number of hidden dims.
+    multiple of the input (2D) joint count not above it (1024 -> 1020 for 17 joints,
+    as in the paper), so that every joint gets the same number of hidden dims.
     ``impl``: chiral only, the form the model runs in: ``"auto"`` (by width),
     ``"dense"`` or ``"even_odd"`` (see :class:`TemporalModel`; the same function).
     """
@@ -61,14 +62,14 @@ class ModelConfig:
     def __post_init__(self):
         object.__setattr__(self, "filter_widths", tuple(int(w) for w in self.filter_widths))
 
-    def width(self, skeleton: Skeleton) -> int:
-        """The hidden width used for ``skeleton``."""
+    def width(self, skeleton_2d: Skeleton) -> int:
+        """The hidden width of a model whose 2D input has ``skeleton_2d``'s joints."""
         if not self.chiral:
             return self.channels
-        joints = skeleton.num_joints
+        joints = skeleton_2d.num_joints
         if self.channels < joints:
             raise ValueError(
-                f"channels={self.channels} is below the {joints} joints of {skeleton.name!r}"
+                f"channels={self.channels} is below the {joints} joints of {skeleton_2d.name!r}"
             )
         return self.channels // joints * joints
 
@@ -85,14 +86,16 @@ QUICK_TRAIN = TrainConfig(
 PAPER_TRAIN = dataclasses.replace(QUICK_TRAIN, epochs=80, batch_size=1024)
 
 
-def build_model(config: ModelConfig, skeleton: Skeleton, seed: int) -> TemporalModel:
-    """A freshly initialised model lifting ``skeleton`` 2D poses to ``skeleton`` 3D poses."""
+def build_model(
+    config: ModelConfig, skeleton_2d: Skeleton, skeleton: Skeleton, seed: int
+) -> TemporalModel:
+    """A freshly initialised model lifting ``skeleton_2d`` 2D poses to ``skeleton`` 3D poses."""
     return TemporalModel(
-        skeleton,
+        skeleton_2d,
         skeleton,
         chiral=config.chiral,
         filter_widths=config.filter_widths,
-        channels=config.width(skeleton),
+        channels=config.width(skeleton_2d),
         dropout=config.dropout,
         causal=config.causal,
         mode=config.mode,
@@ -103,14 +106,15 @@ def build_model(config: ModelConfig, skeleton: Skeleton, seed: int) -> TemporalM
 
 
 def mpjpe_loss(model: TemporalModel, batch: dict[str, Any]):
-    """MPJPE (metres) of the strided path: ``inputs`` [B, rf, J, 2], ``targets`` [B, 1, J, 3]."""
+    """MPJPE (metres) of the strided path: ``inputs`` [B, rf, J_2d, 2], ``targets`` [B, 1, J, 3]."""
     predicted = model(batch["inputs"], strided=True)
     error = jnp.linalg.norm(predicted - batch["targets"], axis=-1).mean()
     return error, {"mpjpe_mm": 1000.0 * error}
 
 
 def _mirror_flagged(layouts, rng: np.random.Generator, batch: dict) -> dict:
-    """The Batcher transform: mirror the samples marked ``flip``; keep inputs and targets."""
+    """The Batcher transform: mirror the samples marked ``flip`` (inputs and targets each
+    by its own layout); keep inputs and targets."""
     del rng  # the flips come from the sampler's mirrored copies, not from chance
     out = mirror_where(batch["flip"], batch, layouts)
     return {
@@ -126,7 +130,8 @@ def _decay_bn_momentum(model: TemporalModel, epoch: int, *, epochs: int) -> None
 def training_batcher(
     model: TemporalModel, sequences: Sequences, batch_size: int, seed: int, flip: bool
 ) -> Batcher:
-    """Shuffled single-output-frame windows of ``sequences``, mirrored copies if ``flip``."""
+    """Shuffled single-output-frame windows of ``sequences``, mirrored copies if ``flip``
+    (2D inputs by ``model.layout_in``, 3D targets by ``model.layout_out``)."""
     sampler = WindowSampler(
         sequences.inputs,
         sequences.targets,
@@ -148,17 +153,20 @@ def training_batcher(
 
 @dataclasses.dataclass
 class TrainedModel:
-    """A trained model with its settings and training history."""
+    """A trained model with its settings, its 3D output ``skeleton``, its 2D input
+    ``skeleton_2d`` and its training history."""
 
     model: TemporalModel
     config: ModelConfig
     skeleton: Skeleton
+    skeleton_2d: Skeleton
     history: list[dict[str, float]]
     seconds: float = 0.0
 
 
 def train(
     sequences: Sequences,
+    skeleton_2d: Skeleton,
     skeleton: Skeleton,
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -167,11 +175,12 @@ def train(
     resume: bool = False,
     max_steps: int | None = None,
 ) -> TrainedModel:
-    """Train a lifting model on ``sequences``; checkpoints go to ``train_config.checkpoint_dir``.
+    """Train a model lifting ``skeleton_2d`` poses to ``skeleton`` ones on ``sequences``;
+    checkpoints go to ``train_config.checkpoint_dir``.
 
     ``max_steps`` stops early (a later call with ``resume=True`` continues exactly).
     """
-    model = build_model(model_config, skeleton, train_config.seed)
+    model = build_model(model_config, skeleton_2d, skeleton, train_config.seed)
     batcher = training_batcher(model, sequences, train_config.batch_size, train_config.seed, flip)
     trainer = Trainer(
         model,
@@ -186,16 +195,20 @@ def train(
     finally:
         trainer.close()
     seconds = sum(entry["time"] for entry in history)
-    return TrainedModel(trainer.model(), model_config, skeleton, history, seconds)
+    return TrainedModel(trainer.model(), model_config, skeleton, skeleton_2d, history, seconds)
 
 
 def _skeleton_json(skeleton: Skeleton) -> dict[str, Any]:
     return {f.name: getattr(skeleton, f.name) for f in dataclasses.fields(Skeleton)}
 
 
+def _skeleton_from_json(spec: dict[str, Any]) -> Skeleton:
+    return Skeleton(**{k: v if isinstance(v, str) else tuple(v) for k, v in spec.items()})
+
+
 def save_model(trained: TrainedModel, folder: str | Path) -> None:
-    """Write the model to ``folder``: ``model.json`` (config, skeleton, history) and
-    ``state/`` (an orbax checkpoint of the model's arrays).
+    """Write the model to ``folder``: ``model.json`` (config, ``skeleton`` and
+    ``skeleton_2d``, history) and ``state/`` (an orbax checkpoint of the model's arrays).
 
     The model is written into a temporary folder beside ``folder`` and renamed into
     place; an earlier model there is replaced only once the new one is complete.
@@ -207,6 +220,7 @@ def save_model(trained: TrainedModel, folder: str | Path) -> None:
         meta = {
             "model_config": dataclasses.asdict(trained.config),
             "skeleton": _skeleton_json(trained.skeleton),
+            "skeleton_2d": _skeleton_json(trained.skeleton_2d),
             "history": trained.history,
             "seconds": trained.seconds,
         }
@@ -228,11 +242,29 @@ def save_model(trained: TrainedModel, folder: str | Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_model(folder: str | Path, skeleton: Skeleton | None = None) -> TrainedModel:
+def _check_skeleton(folder: Path, what: str, trained: Skeleton, given: Skeleton | None) -> None:
+    """Raise unless ``given`` (if any) has the joints and mirror pairs of ``trained``."""
+
+    def joints(s: Skeleton):
+        return s.joint_names, s.left, s.right
+
+    if given is not None and joints(given) != joints(trained):
+        raise ValueError(
+            f"the model in {folder} was trained for {what} {trained.name!r} "
+            f"({trained.num_joints} joints {list(trained.joint_names)}), but the dataset's "
+            f"{what} {given.name!r} has {given.num_joints} joints {list(given.joint_names)}"
+        )
+
+
+def load_model(
+    folder: str | Path, skeleton: Skeleton | None = None, skeleton_2d: Skeleton | None = None
+) -> TrainedModel:
     """Rebuild the model saved by :func:`save_model`, in evaluation mode.
 
-    With ``skeleton`` (the dataset's), raise a clear error unless the model was
-    trained for the same joints and mirror pairs.
+    ``skeleton`` and ``skeleton_2d``, the dataset's 3D and 2D skeletons, are each
+    checked when given: a clear error unless the model was trained for the same
+    joints and mirror pairs. Models saved without ``skeleton_2d`` took 2D poses of
+    their 3D skeleton.
     """
     folder = Path(folder)
     if not (folder / "model.json").is_file():
@@ -240,23 +272,13 @@ def load_model(folder: str | Path, skeleton: Skeleton | None = None) -> TrainedM
     try:
         meta = json.loads((folder / "model.json").read_text())
         config = ModelConfig(**meta["model_config"])
-        trained_skeleton = Skeleton(
-            **{k: v if isinstance(v, str) else tuple(v) for k, v in meta["skeleton"].items()}
-        )
+        trained_skeleton = _skeleton_from_json(meta["skeleton"])
+        trained_2d = _skeleton_from_json(meta.get("skeleton_2d", meta["skeleton"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{folder}/model.json is unreadable: {err}") from err
-
-    def joints(s: Skeleton):
-        return s.joint_names, s.left, s.right
-
-    if skeleton is not None and joints(skeleton) != joints(trained_skeleton):
-        raise ValueError(
-            f"the model in {folder} was trained for skeleton {trained_skeleton.name!r} "
-            f"({trained_skeleton.num_joints} joints {list(trained_skeleton.joint_names)}), "
-            f"but the dataset's skeleton {skeleton.name!r} has {skeleton.num_joints} joints "
-            f"{list(skeleton.joint_names)}"
-        )
-    model = build_model(config, trained_skeleton, seed=0)
+    _check_skeleton(folder, "skeleton", trained_skeleton, skeleton)
+    _check_skeleton(folder, "2D skeleton", trained_2d, skeleton_2d)
+    model = build_model(config, trained_2d, trained_skeleton, seed=0)
     checkpointer = Checkpointer(folder / "state", keep=1)
     try:
         state, _ = checkpointer.restore(nnx.state(model))
@@ -264,4 +286,6 @@ def load_model(folder: str | Path, skeleton: Skeleton | None = None) -> TrainedM
         checkpointer.close()
     nnx.update(model, state)
     model.eval()
-    return TrainedModel(model, config, trained_skeleton, meta["history"], meta["seconds"])
+    return TrainedModel(
+        model, config, trained_skeleton, trained_2d, meta["history"], meta["seconds"]
+    )

@@ -4,8 +4,10 @@
 ``(T, J, 3)`` float32 world positions in metres (Human3.6M: 32 mocap joints,
 reduced here to the 17 of :data:`chiral_jax.skeletons.H36M_17`; HumanEva: 15).
 ``data_2d_<ds>_<detector>.npz`` holds ``positions_2d``: subject -> action -> a list
-with one ``(T, J, 2)`` float32 pixel array per camera, and ``metadata``: a dict
-with ``layout_name``, ``num_joints`` and ``keypoints_symmetry = [left, right]``.
+with one ``(T, J_2d, 2)`` float32 pixel array per camera, and ``metadata``: a dict
+with ``layout_name``, ``num_joints`` and ``keypoints_symmetry = [left, right]``
+describing the 2D layout, which may differ from the 3D skeleton (Detectron's COCO
+keypoints for Human3.6M).
 Both store Python pickles, and unpickling runs code chosen by whoever wrote the
 file, so :func:`load_videopose3d_3d`, :func:`load_videopose3d_2d` and
 :func:`convert_videopose3d` refuse them unless called with ``trust_pickle=True``.
@@ -230,25 +232,17 @@ def from_videopose3d(
 ) -> LiftingDataset:
     """Pair 3D poses with 2D detections into a :class:`LiftingDataset`.
 
-    Every (subject, action) of ``poses`` needs detections; detections longer than
-    the mocap are cut to its length (as VideoPose3D does), shorter ones are an
-    error. Detections without 3D poses (e.g. HumanEva's "Unlabeled/..." subjects)
-    are left out. ``cameras[subject][k]`` is the camera of view ``k``; Human3.6M's
-    official parameters are not distributed with this project, so pass them here
-    to get a dataset that :func:`chiral_tasks.lifting.data.to_camera_frames` can
-    use. ``fps`` defaults to the dataset's (:data:`DATASET_FPS`).
+    The detections' layout becomes the dataset's ``skeleton_2d``; it may differ from
+    the 3D skeleton (VideoPose3D's Detectron detections of Human3.6M are COCO-17
+    keypoints). Every (subject, action) of ``poses`` needs detections; detections
+    longer than the mocap are cut to its length (as VideoPose3D does), shorter ones
+    are an error. Detections without 3D poses (e.g. HumanEva's "Unlabeled/..."
+    subjects) are left out. ``cameras[subject][k]`` is the camera of view ``k``;
+    Human3.6M's official parameters are not distributed with this project, so pass
+    them here to get a dataset that :func:`chiral_tasks.lifting.data.to_camera_frames`
+    can use. ``fps`` defaults to the dataset's (:data:`DATASET_FPS`).
     """
     skeleton = poses.skeleton
-    if detections.skeleton.num_joints != skeleton.num_joints:
-        raise ValueError(
-            f"2D detections have {detections.skeleton.num_joints} joints (layout "
-            f"{detections.skeleton.name!r}), 3D poses {skeleton.num_joints} ({skeleton.name!r})"
-        )
-    if detections.skeleton != skeleton:
-        raise ValueError(
-            f"2D layout {detections.skeleton.name!r} differs from the 3D skeleton "
-            f"{skeleton.name!r}: this format stores one skeleton for both"
-        )
     if fps is None:
         if skeleton.name not in DATASET_FPS:
             raise ValueError(f"no known frame rate for skeleton {skeleton.name!r}: pass fps=")
@@ -276,7 +270,7 @@ def from_videopose3d(
             recordings[action] = Recording(positions_3d, tuple(trimmed))
         subject_cameras = None if cameras is None else tuple(cameras[subject])
         subjects[subject] = SubjectData(recordings, subject_cameras)
-    return LiftingDataset(skeleton.name, float(fps), skeleton, subjects)
+    return LiftingDataset(skeleton.name, float(fps), skeleton, subjects, detections.skeleton)
 
 
 def convert_videopose3d(

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from chiral_jax.skeletons import H36M_17, HUMANEVA_15, MPII_16, Skeleton
+from chiral_jax.skeletons import COCO_17, H36M_17, HUMANEVA_15, MPII_16, Skeleton
 from chiral_tasks.common.camera import make_cameras, normalize_screen_coordinates
 from chiral_tasks.lifting.archive import LiftingFormatError
 from chiral_tasks.lifting.cameras import load_cameras_json, save_cameras_json
 from chiral_tasks.lifting.data import load_dataset, to_camera_frames
 from chiral_tasks.lifting.dataset import LiftingDataset, Recording, SubjectData
-from chiral_tasks.lifting.npz import load_npz, save_npz
+from chiral_tasks.lifting.npz import FORMAT_VERSION, load_npz, save_npz
 from chiral_tasks.lifting.videopose3d import (
     H36M_KEPT_JOINTS,
     UntrustedPickleError,
@@ -27,6 +27,12 @@ H36M_METADATA = {
     "layout_name": "h36m",
     "num_joints": 17,
     "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]],
+}
+# VideoPose3D's Detectron detections of Human3.6M (data_2d_h36m_detectron_pt_coco.npz).
+COCO_METADATA = {
+    "layout_name": "coco",
+    "num_joints": 17,
+    "keypoints_symmetry": [[1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]],
 }
 # Frames of mocap per (subject, action); "S11/Directions" is the corrupt one.
 FRAMES = {"S1": {"Walking": 10, "Walking 1": 7}, "S11": {"Directions": 5, "Sitting": 6}}
@@ -248,12 +254,58 @@ def test_detections_shorter_than_mocap_raise(tmp_path):
         convert_videopose3d(path_3d, path_2d, tmp_path / "o.npz", trust_pickle=True)
 
 
-def test_mismatched_layouts_and_missing_cameras_raise(tmp_path):
+def test_convert_keeps_coco_detections_of_h36m_poses(tmp_path):
+    path_3d, path_2d, poses, detections = _official_h36m(tmp_path, metadata=COCO_METADATA)
+    out = tmp_path / "h36m_coco.npz"
+    written = convert_videopose3d(path_3d, path_2d, out, trust_pickle=True, cameras=_cameras())
+    for dataset in (written, load_npz(out)):
+        assert (dataset.skeleton, dataset.skeleton_2d) == (H36M_17, COCO_17)
+        rec = dataset.subjects["S1"].recordings["Walking 1"]
+        np.testing.assert_array_equal(rec.positions_2d[1], detections["S1"]["Walking 1"][1][:7])
+    with np.load(out) as npz:
+        meta = json.loads(npz["meta_json"].item())
+    assert meta["version"] == FORMAT_VERSION == 2
+    assert (meta["skeleton"]["name"], meta["skeleton_2d"]["name"]) == ("h36m", "coco")
+
+
+def test_round_trip_2d_skeleton_with_other_joints(tmp_path):
+    rng = np.random.default_rng(5)
+    rec = Recording(rng.normal(size=(4, 17, 3)), (rng.normal(size=(4, 16, 2)),) * 2)
+    dataset = LiftingDataset("h36m", 50.0, H36M_17, {"S1": SubjectData({"Eating": rec})}, MPII_16)
+    save_npz(dataset, tmp_path / "mpii.npz")
+    loaded = load_npz(tmp_path / "mpii.npz")
+    assert (loaded.skeleton, loaded.skeleton_2d) == (H36M_17, MPII_16)
+    got = loaded.subjects["S1"].recordings["Eating"]
+    np.testing.assert_array_equal(got.positions_3d, rec.positions_3d)
+    np.testing.assert_array_equal(got.positions_2d[1], rec.positions_2d[1])
+    # Without a 2D skeleton the views need the 3D skeleton's 17 joints.
+    with pytest.raises(ValueError, match=r"camera 0, positions_2d: .*\(T>0, 17, 2\), got \(4, 16"):
+        LiftingDataset("h36m", 50.0, H36M_17, {"S1": SubjectData({"Eating": rec})})
+
+
+def test_version_1_files_are_read_with_the_3d_skeleton_for_2d(ours):
+    path, arrays = ours
+
+    def to_version_1(meta):
+        meta["version"] = 1
+        del meta["skeleton_2d"]
+
+    with open(path, "wb") as f:
+        np.savez(f, **_edit_meta(arrays, to_version_1))
+    loaded = load_npz(path)
+    assert loaded.skeleton == loaded.skeleton_2d == H36M_17
+    np.testing.assert_array_equal(
+        loaded.subjects["S1"].recordings["Walking"].positions_2d[0],
+        arrays["S1/Walking/0/positions_2d"],
+    )
+
+
+def test_layouts_that_disagree_with_the_arrays_and_missing_cameras_raise(tmp_path):
     path_3d, path_2d, _, _ = _official_h36m(tmp_path)
     poses = load_videopose3d_3d(path_3d, trust_pickle=True)
     detections = load_videopose3d_2d(path_2d, trust_pickle=True)
     mpii = VideoPose3DDetections(MPII_16, detections.positions)
-    with pytest.raises(ValueError, match="2D detections have 16 joints .* 3D poses 17"):
+    with pytest.raises(ValueError, match=r"camera 0, positions_2d: expected shape \(T>0, 16, 2\)"):
         from_videopose3d(poses, mpii)
     with pytest.raises(ValueError, match=r"no cameras given for subjects \['S11'\]"):
         from_videopose3d(poses, detections, cameras={"S1": make_cameras()})
@@ -349,7 +401,27 @@ def _set(meta, keys, value):
             lambda a: _edit_meta(a, lambda m: _set(m, ["subjects", "S1", "actions", "Walking"], 9)),
             "metadata says 9 frames",
         ),
-        (lambda a: _edit_meta(a, lambda m: _set(m, ["version"], 7)), "version 7"),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["version"], 7)),
+            r"version 7; this reader knows versions \[1, 2\]; a newer chiral_jax reads newer",
+        ),
+        (lambda a: _edit_meta(a, lambda m: _set(m, ["version"], True)), "version True;"),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["format"], "other")),
+            "format 'other', expected 'chiral_jax.lifting'",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: m.pop("skeleton_2d")),
+            r"missing keys \['skeleton_2d'\]",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton_2d", "right"], [1, 2])),
+            "bad skeleton_2d metadata",
+        ),
+        (
+            lambda a: _edit_meta(a, lambda m: _set(m, ["skeleton_2d"], COCO_17.joint_names)),
+            "skeleton_2d metadata must be an object",
+        ),
         (
             lambda a: _edit_meta(a, lambda m: _set(m, ["subjects", "S1", "camera_ids", 0], "x")),
             "camera 0: id '54138969', metadata says 'x'",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _files import modes, snapshot, umask
 
-from chiral_jax.skeletons import H36M_17, HUMANEVA_15
+from chiral_jax.skeletons import COCO_17, H36M_17, HUMANEVA_15
 from chiral_tasks.lifting import synth
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
@@ -29,7 +29,7 @@ def h36m(tmp_path_factory):
 
 
 def assert_same_dataset(a: LiftingDataset, b: LiftingDataset):
-    assert (a.name, a.fps, a.skeleton) == (b.name, b.fps, b.skeleton)
+    assert (a.name, a.fps, a.skeleton, a.skeleton_2d) == (b.name, b.fps, b.skeleton, b.skeleton_2d)
     assert list(a.subjects) == list(b.subjects)
     for subject, data in a.subjects.items():
         other = b.subjects[subject]
@@ -107,9 +107,104 @@ def test_generation_is_deterministic_and_varied():
     )
 
 
+def test_default_generation_is_unchanged():
+    # The generator's output before the 2D keypoints became a choice: the committed
+    # results were measured on this data.
+    dataset, _ = generate_dataset(SynthConfig(frames=12, trials=1))
+    rec = dataset.subjects["S9"].recordings["Boxing"]
+    assert dataset.skeleton_2d == dataset.skeleton == H36M_17
+    np.testing.assert_allclose(
+        rec.positions_3d[5, [0, 13, 16]],
+        [[-0.311445, -0.164083, 0.964671], [0.119324, -0.147851, 1.602096],
+         [-0.132019, -0.539622, 1.587281]],
+        atol=1e-5,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        rec.positions_2d[2][5, [0, 13, 16]],
+        [[490.1269, 531.8068], [537.6761, 380.0107], [582.7687, 387.0161]],
+        atol=1e-3,
+    )
+
+
+SILENT = NoiseConfig(sigma=0.0, drift_sigma=0.0, outlier_rate=0.0)
+
+
+def _joints(x: np.ndarray, skeleton, *names: str) -> np.ndarray:
+    """``x[..., J, D]`` at the joints of ``skeleton`` named ``names``."""
+    return x[..., [skeleton.joint_names.index(n) for n in names], :]
+
+
+def test_coco_keypoints_are_views_of_the_same_body():
+    h36m, _ = generate_dataset(SynthConfig(frames=40, trials=1, noise=SILENT))
+    coco, detections = generate_dataset(
+        SynthConfig(frames=40, trials=1, noise=SILENT, keypoints="coco")
+    )
+    assert (coco.skeleton, coco.skeleton_2d) == (H36M_17, COCO_17)
+    rec, ref = coco.subjects["S9"].recordings["Boxing"], h36m.subjects["S9"].recordings["Boxing"]
+    np.testing.assert_array_equal(rec.positions_3d, ref.positions_3d)
+    assert detections["S9"]["Boxing"][0].shape == (40 + EXTRA_2D_FRAMES, 17, 2)
+    coco_2d, h36m_2d = np.stack(rec.positions_2d), np.stack(ref.positions_2d)  # (4, 40, 17, 2)
+
+    # Hips, knees, ankles, shoulders, elbows, wrists: the Human3.6M joints, projected.
+    shared = [n for n in COCO_17.joint_names if n in H36M_17.joint_names]
+    assert len(shared) == 12
+    np.testing.assert_allclose(
+        _joints(coco_2d, COCO_17, *shared), _joints(h36m_2d, H36M_17, *shared), atol=1e-3
+    )
+    # The face (nose, eyes, ears) lies below the head top and above the shoulders;
+    # image y points down.
+    face_y = _joints(coco_2d, COCO_17, *COCO_17.joint_names[:5])[..., 1]
+    shoulders_y = _joints(coco_2d, COCO_17, "left_shoulder", "right_shoulder")[..., 1]
+    assert (face_y.min(-1) > _joints(h36m_2d, H36M_17, "head")[..., 0, 1]).all()
+    assert (face_y.max(-1) < shoulders_y.min(-1)).all()
+
+    # Left and right: eyes and ears lie the way the shoulders do, wherever those are apart.
+    def x_gap(left: str, right: str) -> np.ndarray:
+        x = _joints(coco_2d, COCO_17, left, right)[..., 0]
+        return x[..., 0] - x[..., 1]
+
+    shoulders = x_gap("left_shoulder", "right_shoulder")
+    apart = np.abs(shoulders) > 20  # pixels: not seen side-on
+    assert apart.mean() > 0.5
+    for part in ("eye", "ear"):
+        gap = x_gap(f"left_{part}", f"right_{part}")
+        np.testing.assert_array_equal(np.sign(gap[apart]), np.sign(shoulders[apart]))
+
+
+def test_coco_files_carry_videopose3d_coco_metadata(tmp_path):
+    paths = write_dataset(SynthConfig(frames=20, trials=1, keypoints="coco"), tmp_path)
+    ours = load_npz(paths["ours"])
+    official = load_dataset(
+        paths["data_3d"], path_2d=paths["data_2d"], cameras=paths["cameras"], allow_pickle=True
+    )
+    assert_same_dataset(ours, official)
+    assert (ours.skeleton, ours.skeleton_2d) == (H36M_17, COCO_17)
+    with np.load(paths["data_2d"], allow_pickle=True) as npz:
+        metadata = npz["metadata"].item()
+    assert metadata == {  # as in VideoPose3D's data_2d_h36m_detectron_pt_coco.npz
+        "layout_name": "coco",
+        "num_joints": 17,
+        "keypoints_symmetry": [[1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]],
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"keypoints": "openpose18"}, "keypoints must be 'h36m' or 'coco', got 'openpose18'"),
+        (
+            {"dataset": "humaneva15", "keypoints": "coco"},
+            "COCO keypoints are generated for dataset 'h36m' only, not 'humaneva15'",
+        ),
+    ],
+)
+def test_bad_keypoints_raise(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SynthConfig(**changes)
+
+
 def test_detections_are_noisy_projections():
-    silent = NoiseConfig(sigma=0.0, drift_sigma=0.0, outlier_rate=0.0)
-    clean, _ = generate_dataset(SynthConfig(frames=40, trials=1, noise=silent))
+    clean, _ = generate_dataset(SynthConfig(frames=40, trials=1, noise=SILENT))
     noisy, _ = generate_dataset(SynthConfig(frames=40, trials=1))
     error = np.linalg.norm(
         clean.subjects["S1"].recordings["Walking"].positions_2d[0]
