@@ -1,5 +1,5 @@
 """The lifting task's commands: ``chiral lifting generate | convert | train | evaluate | demo |
-experiment | limited-data``, in the vocabulary of :mod:`chiral_tasks.common.cli`."""
+experiment | limited-data | infer``, in the vocabulary of :mod:`chiral_tasks.common.cli`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from chiral_jax.skeletons import SKELETONS
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
@@ -19,7 +20,9 @@ from chiral_tasks.common.cli import (
     config_from_args,
     default_data,
     generate_if_missing,
+    positive_float,
     positive_int,
+    probability,
     rate,
     seeds_of,
     train_record,
@@ -28,10 +31,13 @@ from chiral_tasks.common.files import refuse_existing
 from chiral_tasks.common.results import write_results
 from chiral_tasks.common.run import check_output, environment, fingerprint, open_run
 from chiral_tasks.lifting import experiments
+from chiral_tasks.lifting.animation import FORMATS, animate_lifting, check_writer
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
 from chiral_tasks.lifting.dataset import LiftingDataset
 from chiral_tasks.lifting.evaluate import evaluate
+from chiral_tasks.lifting.infer import load_lifter, model_folder, read_and_lift, write_lifted
+from chiral_tasks.lifting.keypoints import SUFFIXES
 from chiral_tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
 from chiral_tasks.lifting.train import (
     LENGTH_KEYS,
@@ -305,6 +311,72 @@ def cmd_limited(args: argparse.Namespace) -> None:
     print(f"results in {Path(args.out) / 'results.json'}, figure {args.out}/limited_data.png")
 
 
+def cmd_infer(args: argparse.Namespace) -> None:
+    if not Path(args.keypoints).is_file():
+        raise FileNotFoundError(f"{args.keypoints}: no such keypoints file")
+    if args.animation != "none":
+        check_writer(args.animation)
+    skeleton = SKELETONS[args.input_skeleton] if args.input_skeleton else None
+    lifter = load_lifter(
+        args.model, input_skeleton=skeleton, causal=args.causal, allow_pickle=args.allow_pickle
+    )
+    tta = args.tta and not lifter.chiral
+    if args.tta and lifter.chiral:
+        print("--tta skipped: a chiral model is equivariant, flip averaging gives its own poses")
+    out = Path(args.out)
+    model_files = model_folder(args.model) or Path(args.model)
+    options = {
+        "threshold": args.threshold, "width": args.width, "height": args.height, "tta": tta,
+        "person": args.person, "video": args.video, "input_skeleton": args.input_skeleton,
+        "causal": args.causal,
+    }  # fmt: skip
+    identity = {
+        "keypoints": {"file": str(args.keypoints), **fingerprint([args.keypoints])},
+        "model": {"path": str(args.model), **fingerprint([model_files])},
+        "options": options,
+    }
+    record_path = out / "inference.json"
+    check_output(record_path, identity, overwrite=args.overwrite)
+    animation = out / f"animation.{args.animation}" if args.animation != "none" else None
+    outputs = [out / "poses_3d.npz", out / "poses_3d.json", animation]
+    if not (args.overwrite or record_path.exists()):
+        refuse_existing(out, [p for p in outputs if p is not None])
+    started = time.perf_counter()
+    lifted = read_and_lift(
+        lifter, args.keypoints, allow_pickle=args.allow_pickle, person=args.person,
+        video=args.video, threshold=args.threshold, width=args.width, height=args.height,
+        tta=tta,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    paths = write_lifted(out, lifted, lifter.skeleton_3d)
+    report = lifted.report
+    frames, missing = report["frames"], report["missing_frames"]
+    print(f"lifted {frames} frames with the {lifter.description} in {seconds:.1f} s")
+    print(
+        f"no person in {len(missing)} of {frames} frames"
+        + (f" ({_frame_list(missing)}: interpolated)" if missing else "")
+        + f"; {report['filled_joints']} joints interpolated in all (score below "
+        f"{args.threshold} or no person)"
+    )
+    if animation is not None:
+        animate_lifting(
+            animation, lifted.keypoints.xy, lifter.skeleton_2d, lifted.poses_3d,
+            lifter.skeleton_3d, title=lifter.description, fps=args.fps, interpolated=missing,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        paths["animation"] = animation
+    record = {**identity, "report": report, "files": {k: p.name for k, p in paths.items()},
+              "wall_seconds": seconds, "environment": environment()}  # fmt: skip
+    write_results(record_path, record)
+    print("wrote " + ", ".join(str(p) for p in [*paths.values(), record_path]))
+
+
+def _frame_list(frames: list[int], shown: int = 8) -> str:
+    """``frames 3, 4, 9`` (the first ``shown``, then how many more)."""
+    more = f" and {len(frames) - shown} more" if len(frames) > shown else ""
+    return "frames " + ", ".join(str(f) for f in frames[:shown]) + more
+
+
 # -- registration ------------------------------------------------------------------------
 
 
@@ -383,3 +455,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             add_seeds_arg(p)
         add_run_args(p, TASK, name)
         add_train_args(p)
+
+    p = add_command(
+        subparsers, "infer", cmd_infer,
+        "lift one person's 2D keypoints (a detector's COCO JSON, VideoPose3D custom .npz, "
+        ".npy or CSV) to 3D poses, with an animation",
+    )  # fmt: skip
+    p.add_argument("--keypoints", required=True, help=f"the keypoints file ({', '.join(SUFFIXES)})")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a run folder from train (or its model/ folder), or a VideoPose3D checkpoint "
+        "(.bin; with --allow-pickle and --input-skeleton)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="trust pickled inputs: a VideoPose3D checkpoint (read by a restricted unpickler) "
+        "or custom .npz",
+    )
+    p.add_argument(
+        "--input-skeleton",
+        choices=["h36m", "coco"],
+        help="a checkpoint's 2D input joints: coco (pretrained_h36m_detectron_coco.bin) or "
+        "h36m (pretrained_h36m_cpn.bin)",
+    )
+    p.add_argument("--causal", action="store_true", help="the checkpoint is a causal model")
+    p.add_argument("--width", type=positive_int, help="image width in pixels (else the file's)")
+    p.add_argument("--height", type=positive_int, help="image height in pixels (else the file's)")
+    p.add_argument(
+        "--threshold",
+        type=probability,
+        default=0.3,
+        help="joints scored below it are interpolated over time",
+    )
+    p.add_argument(
+        "--person", help="the track id to keep (COCO JSON with track_id/idx); default: the "
+        "best-scoring person of each frame",
+    )  # fmt: skip
+    p.add_argument("--video", help="the video to read from a custom .npz holding several")
+    p.add_argument("--tta", action="store_true", help="flip test-time averaging (plain models)")
+    p.add_argument(
+        "--animation", choices=[*FORMATS, "none"], default="gif", help="the animation to write"
+    )
+    p.add_argument("--fps", type=positive_float, default=25.0, help="animation frame rate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite_arg(p)

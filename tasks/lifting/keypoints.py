@@ -214,7 +214,9 @@ def read_coco_json(path: PathLike, *, person: Hashable | None = None) -> Keypoin
 
     The frames are the distinct image ids of all entries, in natural order (digit runs
     compared by value, so ``"2.jpg"`` comes before ``"000012.jpg"``); every image an
-    annotation file lists is a frame too, even when nobody was detected in it. Where a
+    annotation file lists is a frame too, even when nobody was detected in it. A results
+    list has no entry for a frame without detections, so when its ids are integers
+    (frame numbers) every id between the first and the last is a frame. Where a
     frame holds several people, the one with the highest ``"score"`` is kept (the mean
     keypoint score where the file gives none; the first in the file on ties), or with
     ``person`` the one whose ``track_id``/``idx`` equals it (compared as text, so ``3``
@@ -237,6 +239,8 @@ def read_coco_json(path: PathLike, *, person: Hashable | None = None) -> Keypoin
     )
     if not frame_ids:
         raise KeypointsError(f"{path}: no detections and no images: not one frame to read")
+    if not images and all(type(f) is int for f in frame_ids):
+        frame_ids = list(range(frame_ids[0], frame_ids[-1] + 1))
     if person is not None:
         people = _with_track(people, person, path)
     best: dict[Hashable, _Person] = {}

@@ -9,7 +9,8 @@ import numpy as np
 from chiral_jax.skeletons import Skeleton
 from chiral_tasks.common.results import save_png
 
-_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "0.3"}
+SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "0.3"}
+"""The colour of a limb by the side of its child joint, in every lifting figure."""
 
 
 def _side(skeleton: Skeleton, joint: int) -> str:
@@ -18,9 +19,11 @@ def _side(skeleton: Skeleton, joint: int) -> str:
     return "right" if joint in skeleton.right else "centre"
 
 
-def _bones(skeleton: Skeleton):
+def bones(skeleton: Skeleton):
     """``(parent, child, colour)`` of every bone, coloured by the child's side."""
-    return [(p, j, _COLOURS[_side(skeleton, j)]) for j, p in enumerate(skeleton.parents) if p >= 0]
+    return [
+        (p, j, SIDE_COLOURS[_side(skeleton, j)]) for j, p in enumerate(skeleton.parents) if p >= 0
+    ]
 
 
 def plot_pose(
@@ -44,7 +47,7 @@ def plot_pose(
     figure = Figure(figsize=(4 * (1 + len(poses_3d)), 4.4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1 + len(poses_3d), 1)
-    for p, j, colour in _bones(skeleton if skeleton_2d is None else skeleton_2d):
+    for p, j, colour in bones(skeleton if skeleton_2d is None else skeleton_2d):
         axes.plot(*pose_2d[[p, j]].T, color=colour, lw=2)
     axes.set_title("2D input")
     axes.set_aspect("equal")
@@ -52,7 +55,7 @@ def plot_pose(
     limit = max(np.abs(pose).max() for pose in poses_3d.values())
     for i, (name, pose) in enumerate(poses_3d.items(), start=2):
         ax = figure.add_subplot(1, 1 + len(poses_3d), i, projection="3d")
-        for p, j, colour in _bones(skeleton):
+        for p, j, colour in bones(skeleton):
             ax.plot(pose[[p, j], 0], pose[[p, j], 2], -pose[[p, j], 1], color=colour, lw=2)
         ax.set_title(name)
         ax.set_xlim(-limit, limit)

@@ -8,7 +8,9 @@ writes the result three ways, so that every loader is exercised end to end:
   17 joints at :data:`videopose3d.H36M_KEPT_JOINTS`, the other 15 plausible filler)
   and ``data_2d_<ds>_<detector>.npz`` (a few more 2D frames than mocap frames, as
   real detections have), plus ``cameras_<ds>.json`` (:mod:`chiral_tasks.lifting.cameras`);
-- our pickle-free ``<ds>.npz`` (:func:`npz.save_npz`), the same data.
+- our pickle-free ``<ds>.npz`` (:func:`npz.save_npz`), the same data;
+- with COCO-17 keypoints, ``example_clip.json``: one test clip as a detector's COCO
+  results file (:func:`write_example_clip`), to try ``chiral lifting infer`` on.
 
 Human3.6M: subjects S1 S5 S6 S7 S8 S9 S11 (each with its own body and cameras),
 50 fps, four cameras, two trials per action ("Walking", "Walking 1"); the 2D views
@@ -34,6 +36,7 @@ from chiral_tasks.common.files import atomic_path, refuse_existing
 from chiral_tasks.common.motion import make_subjects, simulate, to_skeleton
 from chiral_tasks.lifting.cameras import save_cameras_json
 from chiral_tasks.lifting.dataset import LiftingDataset, Recording, SubjectData
+from chiral_tasks.lifting.keypoints import write_coco_json
 from chiral_tasks.lifting.npz import save_npz
 from chiral_tasks.lifting.videopose3d import DATASET_FPS, H36M_KEPT_JOINTS
 
@@ -260,18 +263,46 @@ def _object_array(value) -> np.ndarray:
     return out
 
 
-def output_paths(dataset: str, folder: str | os.PathLike) -> dict[str, Path]:
-    """The files :func:`write_dataset` writes for ``dataset`` into ``folder``, by role.
+def output_paths(config: SynthConfig, folder: str | os.PathLike) -> dict[str, Path]:
+    """The files :func:`write_dataset` writes for ``config`` into ``folder``, by role.
 
-    Keys: ``"ours"`` (``<ds>.npz``), ``"data_3d"``, ``"data_2d"``, ``"cameras"``.
+    Keys: ``"ours"`` (``<ds>.npz``), ``"data_3d"``, ``"data_2d"``, ``"cameras"``, and
+    with COCO keypoints ``"example"`` (:func:`write_example_clip`).
     """
     folder = Path(folder)
-    return {
+    dataset = config.dataset
+    paths = {
         "ours": folder / f"{dataset}.npz",
         "data_3d": folder / f"data_3d_{dataset}.npz",
         "data_2d": folder / f"data_2d_{dataset}_{DETECTOR}.npz",
         "cameras": folder / f"cameras_{dataset}.json",
     }
+    if config.keypoints == COCO_17.name:
+        paths["example"] = folder / EXAMPLE_CLIP
+    return paths
+
+
+EXAMPLE_CLIP = "example_clip.json"
+EXAMPLE_SOURCE = ("S9", "Walking", 0)
+"""The example clip's subject (a test subject), sequence and camera (1000 x 1002 pixels)."""
+EXAMPLE_EMPTY_FRAMES = (40, 41, 42, 90)
+
+
+def write_example_clip(detections: dict, path: str | os.PathLike) -> Path:
+    """Write one clip as a detector's COCO results JSON, for ``chiral lifting infer``.
+
+    The clip is the generated COCO-17 detections of :data:`EXAMPLE_SOURCE`, image ids
+    are frame numbers, every joint scores 0.9; a bystander walks beside the subject
+    (scored 0.6, so the subject is kept), and in :data:`EXAMPLE_EMPTY_FRAMES` the
+    detector found nobody (no entry), as a detector's file has gaps.
+    """
+    subject, sequence, camera = EXAMPLE_SOURCE
+    xy = detections[subject][sequence][camera].astype(np.float64)
+    empty = [t for t in EXAMPLE_EMPTY_FRAMES if t < len(xy)]
+    xy[empty] = np.nan
+    bystander = xy + np.array([260.0, 30.0])
+    score = np.full(xy.shape[:2], 0.9)
+    return write_coco_json(path, xy, score, extra_people=[(bystander, np.full_like(score, 0.6))])
 
 
 def write_videopose3d(
@@ -297,7 +328,7 @@ def write_videopose3d(
         "num_joints": keypoints.num_joints,
         "keypoints_symmetry": [list(keypoints.left), list(keypoints.right)],
     }
-    paths = output_paths(dataset.name, folder)
+    paths = output_paths(SynthConfig(dataset.name), folder)
     # Open files, not names: np.savez would append ".npz" to the temporary name.
     with atomic_path(paths["data_3d"]) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, positions_3d=_object_array(positions_3d))
@@ -321,10 +352,14 @@ def write_dataset(
         checked before anything is generated or written. Other files in ``folder``
         never matter and are never touched.
     """
-    paths = output_paths(config.dataset, folder)
+    paths = output_paths(config, folder)
     if not overwrite:
         refuse_existing(folder, paths.values())
     dataset, detections = generate_dataset(config)
     write_videopose3d(dataset, detections, folder)
     save_npz(dataset, paths["ours"])
+    if "example" in paths:
+        if overwrite:
+            paths["example"].unlink(missing_ok=True)
+        write_example_clip(detections, paths["example"])
     return paths

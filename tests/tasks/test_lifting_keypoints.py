@@ -154,7 +154,13 @@ def test_frames_without_a_person_are_missing_and_filled(tmp_path):
     xy[[0, 2, 3]] = np.nan
     path = write_coco_json(tmp_path / "r.json", xy, np.ones((T, J)))
     kp = read_coco_json(path)
-    assert kp.frame_ids == (1, 4, 5)  # frames nobody was detected in are not in a results list
+    # Integer ids are frame numbers: the ones between the first and the last missing
+    # from the results list are frames nobody was detected in (before the first: unknown).
+    assert kp.frame_ids == (1, 2, 3, 4, 5) and kp.missing == (1, 2)
+    named = write_coco_json(
+        tmp_path / "n.json", xy, np.ones((T, J)), image_ids=[f"{i}.jpg" for i in range(T)]
+    )
+    assert read_coco_json(named).frame_ids == ("1.jpg", "4.jpg", "5.jpg")  # names: no gaps known
     path = write_coco_json(tmp_path / "r2.json", xy, np.ones((T, J)), image_ids=range(T))
     full = {"images": [{"id": i} for i in range(T)], "annotations": json.loads(path.read_text())}
     (tmp_path / "full.json").write_text(json.dumps(full))

@@ -11,8 +11,11 @@ from chiral_tasks.lifting import synth
 from chiral_tasks.lifting.cameras import load_cameras_json
 from chiral_tasks.lifting.data import camera_sequences, default_split, load_dataset
 from chiral_tasks.lifting.dataset import LiftingDataset
+from chiral_tasks.lifting.keypoints import read_coco_json
 from chiral_tasks.lifting.npz import load_npz
 from chiral_tasks.lifting.synth import (
+    EXAMPLE_EMPTY_FRAMES,
+    EXAMPLE_SOURCE,
     EXTRA_2D_FRAMES,
     NoiseConfig,
     SynthConfig,
@@ -186,6 +189,21 @@ def test_coco_files_carry_videopose3d_coco_metadata(tmp_path):
         "num_joints": 17,
         "keypoints_symmetry": [[1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]],
     }
+
+
+def test_coco_data_comes_with_an_example_detector_clip(tmp_path):
+    """The example clip is a test subject's detections as a COCO results file: the
+    subject kept over the bystander, the empty frames known to be missing."""
+    config = SynthConfig(frames=100, trials=1, keypoints="coco")
+    paths = write_dataset(config, tmp_path)
+    clip = read_coco_json(paths["example"])
+    _, detections = generate_dataset(config)
+    subject, sequence, camera = EXAMPLE_SOURCE
+    expected = detections[subject][sequence][camera]
+    assert clip.missing == EXAMPLE_EMPTY_FRAMES
+    kept = np.setdiff1d(np.arange(len(expected)), EXAMPLE_EMPTY_FRAMES)
+    np.testing.assert_allclose(clip.xy[kept], expected[kept], atol=1e-3)
+    assert "example" not in write_dataset(SynthConfig(frames=10, trials=1), tmp_path / "h36m")
 
 
 @pytest.mark.parametrize(
