@@ -7,8 +7,11 @@ only its free weight blocks and assembles the tied kernel in a pure function.
 """
 
 from chiral_jax._activation import ChiralActivation
+from chiral_jax._attention import ChiralMultiHeadAttention
 from chiral_jax._conv import ChiralConv1d
 from chiral_jax._dropout import ChiralDropout
+from chiral_jax._embedding import ChiralEmbedding, Embedding
+from chiral_jax._layer_norm import CentredLayerNorm, ChiralLayerNorm
 from chiral_jax._layout import ChiralLayout, layout_from_pairs
 from chiral_jax._linear import ChiralInvariant, ChiralLinear
 from chiral_jax._module import ChiralModule
@@ -16,7 +19,13 @@ from chiral_jax._norm import ChiralBatchNorm
 from chiral_jax._recurrent import ChiralGRUCell, ChiralLSTMCell, ChiralRNN
 from chiral_jax._sequential import ChiralSequential
 from chiral_jax._variables import ChiralParam
-from chiral_jax.activations import ODD_ACTIVATIONS, hardtanh, odd_activation
+from chiral_jax.activations import (
+    ACTIVATIONS,
+    ODD_ACTIVATIONS,
+    activation,
+    hardtanh,
+    odd_activation,
+)
 from chiral_jax.even_odd import EvenOdd
 from chiral_jax.flip import flip_average
 from chiral_jax.generators import ChiralGenerator, ChiralParams
@@ -24,25 +33,32 @@ from chiral_jax.skeletons import SKELETONS, Skeleton
 from chiral_jax.testing import assert_equivariant
 
 __all__ = [
+    "ACTIVATIONS",
+    "CentredLayerNorm",
     "ChiralActivation",
     "ChiralBatchNorm",
     "ChiralConv1d",
     "ChiralDropout",
+    "ChiralEmbedding",
     "ChiralGRUCell",
     "ChiralGenerator",
     "ChiralInvariant",
     "ChiralLSTMCell",
+    "ChiralLayerNorm",
     "ChiralLayout",
     "ChiralLinear",
     "ChiralModule",
+    "ChiralMultiHeadAttention",
     "ChiralParam",
     "ChiralParams",
     "ChiralRNN",
     "ChiralSequential",
+    "Embedding",
     "EvenOdd",
     "ODD_ACTIVATIONS",
     "SKELETONS",
     "Skeleton",
+    "activation",
     "assert_equivariant",
     "flip_average",
     "hardtanh",

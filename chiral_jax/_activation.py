@@ -1,36 +1,82 @@
-"""An odd activation as a chiral module."""
+"""An activation as a chiral module: odd on negated channels, any function on the others."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from chiral_jax._layout import ChiralLayout
 from chiral_jax._module import ChiralModule
-from chiral_jax.activations import odd_activation
+from chiral_jax.activations import activation, odd_activation
 from chiral_jax.even_odd import EvenOdd
+
+Fn = str | Callable[[jax.Array], jax.Array]
+
+
+def _mixed(odd: Callable, even: Callable, negated: np.ndarray) -> Callable:
+    """``x -> odd(x)`` on the channels where ``negated`` (a ``[C]`` mask) holds, ``even(x)``
+    elsewhere; channels on the last axis."""
+
+    def fn(x: jax.Array) -> jax.Array:
+        mask = jnp.reshape(negated, (1,) * (x.ndim - 1) + (-1,))
+        return jnp.where(mask, odd(x), even(x))
+
+    return fn
 
 
 class ChiralActivation(ChiralModule):
-    """An elementwise odd activation as a chiral module; rejects non-odd functions.
+    """An elementwise activation as a chiral module: ``odd`` on negated channels and
+    ``even`` on the channels that keep their sign.
 
-    Shapes: any; equivariant for every layout because ``f`` is odd and elementwise
-    (``layout_in`` and ``layout_out`` are None: the layout passes through).
-    :meth:`even_odd` applies it to even/odd activations (:meth:`EvenOdd.map`).
+    The transform moves a channel only to a channel of the same kind: a negated one
+    (its sign flips, so the function must be odd, ``f(-x) = -f(x)``) or a positive one
+    (any function commutes with a swap). So ``ChiralActivation("tanh")`` applies tanh to
+    every channel and works for any layout (``layout_in = layout_out = None``), while
+    ``ChiralActivation(odd="tanh", even="gelu", layout=layout)`` keeps GELU's shape
+    where the symmetry allows it and needs the layout to know which channels are which.
+
+    Shapes: ``[..., layout.size]`` (any shape without ``even``) -> the same.
+
+    Args:
+      odd: an odd function, a name in :data:`chiral_jax.activations.ODD_ACTIVATIONS` or a
+        callable (checked: a function that is not odd raises ``ValueError``).
+      even: None (``odd`` everywhere) or any function, a name in
+        :data:`chiral_jax.activations.ACTIVATIONS` or a callable, for positive channels.
+      layout: the channels' layout; required with ``even``.
+
+    :meth:`even_odd`: without ``even``, one map over the pairs
+    (:meth:`EvenOdd.map`); with it, through the joint basis.
     """
 
-    layout_in = layout_out = None
-
-    def __init__(self, fn: str | Callable[[jax.Array], jax.Array] = "tanh"):
-        self.fn = odd_activation(fn)
+    def __init__(self, odd: Fn = "tanh", *, even: Fn | None = None, layout=None):
+        self.odd = odd_activation(odd)
+        if even is None:
+            self.even = None
+            self.layout_in = self.layout_out = None
+            self.fn = self.odd
+            return
+        if not isinstance(layout, ChiralLayout):
+            raise ValueError(
+                "ChiralActivation(even=...) needs the layout (which channels are negated)"
+            )
+        self.even = activation(even)
+        self.layout_in = self.layout_out = layout
+        self.fn = _mixed(self.odd, self.even, layout.signs < 0)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.layout_in is not None:
+            self.layout_in.check_features(x, "ChiralActivation input")
         return self.fn(x)
 
     def even_odd(self, z: EvenOdd) -> EvenOdd:
-        """``f`` on :class:`~chiral_jax.even_odd.EvenOdd` activations (any layout)."""
-        return z.map(self.fn)
+        """The activation on :class:`~chiral_jax.even_odd.EvenOdd` activations."""
+        if self.even is None:
+            return z.map(self.odd)
+        return super().even_odd(z)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> Callable[[jax.Array], jax.Array]:
         """The function itself (plain Flax containers such as ``nnx.Sequential`` take it)."""

@@ -48,12 +48,13 @@ class ChiralSequential(ChiralModule):
             layer = layers.pop(0)
             if (
                 isinstance(layer, ChiralActivation)
+                and layer.even is None
                 and layers
                 and isinstance(layers[0], ChiralDropout)
             ):
                 # One pass over the pairs for both (the dropout drawn over joint channels).
                 dropout = layers.pop(0)
-                z = z.map(layer.fn, then=dropout.dropout if dropout.active else None)
+                z = z.map(layer.odd, then=dropout.dropout if dropout.active else None)
             else:
                 z = layer.even_odd(z)
         return z

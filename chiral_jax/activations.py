@@ -1,8 +1,9 @@
-"""Odd activations: the only elementwise nonlinearities that keep equivariance.
+"""Activations for chiral layers: odd ones for negated channels, any for the others.
 
 A negated channel must stay negated after the nonlinearity, so ``f(-x) = -f(x)``.
-ReLU, GELU, sigmoid and any even or shifted function break the contract; use
-them only after an invariance layer (where no channel is negated).
+ReLU, GELU, sigmoid and any even or shifted function break the contract on negated
+channels. Channels that never change sign (the positive dims, and every channel after
+an invariance layer) may use any of them: :data:`ACTIVATIONS` names both kinds.
 """
 
 from __future__ import annotations
@@ -25,6 +26,30 @@ ODD_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "hardtanh": hardtanh,
     "identity": lambda x: x,
 }
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    **ODD_ACTIVATIONS,
+    "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+}
+"""Every activation by name: the odd ones and those for channels that keep their sign."""
+
+
+def activation(fn: str | Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """Resolve ``fn``, a name in :data:`ACTIVATIONS` or a callable (taken as it is).
+
+    >>> activation("gelu") is jax.nn.gelu
+    True
+    """
+    if callable(fn):
+        return fn
+    if fn not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {fn!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[fn]
+
 
 _PROBE = np.concatenate([np.linspace(-6.0, 6.0, 121), [-1e3, -0.37, 0.37, 1e3]])
 

@@ -5,6 +5,7 @@ detector's COCO results JSON; the model lifts COCO-17 2D to Human3.6M-17 3D.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +119,20 @@ def _mirror_order(skeleton):
     order = np.arange(skeleton.num_joints)
     order[list(skeleton.left)], order[list(skeleton.right)] = skeleton.right, skeleton.left
     return order
+
+
+def test_videopose3d_checkpoint_lifts_a_clip(dataset, tmp_path):
+    """A VideoPose3D checkpoint (the PyTorch-made fixture) is a model for ``infer``."""
+    checkpoint = Path(__file__).parent / "data" / "videopose3d" / "tiny_zip.bin"
+    with pytest.raises(ValueError, match="--allow-pickle"):
+        load_lifter(checkpoint, input_skeleton=COCO_17)
+    lifter = load_lifter(checkpoint, input_skeleton=COCO_17, allow_pickle=True)
+    assert (lifter.skeleton_2d, lifter.skeleton_3d, lifter.chiral) == (COCO_17, H36M_17, False)
+    pixels, camera, inputs, _ = _clip(dataset)
+    clip = read_coco_json(_written(tmp_path / "clip.json", pixels))
+    lifted = lift_keypoints(lifter, clip, width=camera.res_w, height=camera.res_h)
+    (expected,) = predict_sequences(lifter.model, [inputs])
+    np.testing.assert_allclose(lifted.poses_3d, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_model_errors(tmp_path):
