@@ -65,29 +65,16 @@ class _ChiralCell(nnx.Module):
             layout_in, gates, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs, **common
         )
         self.hidden_gates = ChiralLinear(
-            layout_hidden,
-            gates,
-            use_bias=False,
-            kernel_init=recurrent_kernel_init,
-            rngs=rngs,
+            layout_hidden, gates, use_bias=False, kernel_init=recurrent_kernel_init, rngs=rngs,
             **common,
         )
         self.input_candidate = ChiralLinear(
-            layout_in,
-            layout_hidden,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
+            layout_in, layout_hidden, kernel_init=kernel_init, bias_init=bias_init, rngs=rngs,
             **common,
         )
         self.hidden_candidate = ChiralLinear(
-            layout_hidden,
-            layout_hidden,
-            use_bias=self.num_gates == 2,
-            kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            **common,
+            layout_hidden, layout_hidden, use_bias=self.num_gates == 2,
+            kernel_init=recurrent_kernel_init, bias_init=bias_init, rngs=rngs, **common,
         )
 
     def _gates(self, x: jax.Array, h: jax.Array) -> list[jax.Array]:

@@ -72,7 +72,9 @@ class TiedKernel(ChiralModule):
         # The free blocks, each packed into one vector (ChiralGenerator.pack).
         self.free_kernel = ChiralParam(jnp.asarray(self.generator.pack(params.kernel)))
         self.free_bias = (
-            ChiralParam(jnp.asarray(self.generator.pack(params.bias, "bias"))) if use_bias else None
+            ChiralParam(jnp.asarray(self.generator.pack(params.bias, "bias")))
+            if use_bias
+            else None
         )
 
     def free_params(self) -> ChiralParams:

@@ -199,13 +199,8 @@ class ChiralGenerator:
 
         def zeros(r: str, c: str):
             return xp.zeros(
-                (
-                    *lead,
-                    _joint_group(lo, r[0]),
-                    _dim_group(lo, r[1]),
-                    _joint_group(li, c[0]),
-                    _dim_group(li, c[1]),
-                ),
+                (*lead, _joint_group(lo, r[0]), _dim_group(lo, r[1]),
+                 _joint_group(li, c[0]), _dim_group(li, c[1])),
                 dtype,
             )
 
@@ -215,7 +210,9 @@ class ChiralGenerator:
 
         def row(r: str, cols: tuple[str, ...]):
             # One output group against canonical input columns [l, r, c] x [n, p].
-            per_joint = [xp.concatenate([get(r, j + "n"), get(r, j + "p")], axis=-1) for j in cols]
+            per_joint = [
+                xp.concatenate([get(r, j + "n"), get(r, j + "p")], axis=-1) for j in cols
+            ]
             return xp.concatenate(per_joint, axis=-2) if len(per_joint) > 1 else per_joint[0]
 
         # Sign of each (out dim, in dim) entry pair, broadcast over (*lead, Jo, Do, Ji, Di).
@@ -230,11 +227,8 @@ class ChiralGenerator:
             # Right rows from left rows (centre rows' right columns from their left ones):
             # W[sigma(i), sigma(j)] = s_out(i) s_in(j) W[i, j].
             swapped = xp.concatenate(
-                [
-                    k[..., n_left_in : 2 * n_left_in, :],
-                    k[..., :n_left_in, :],
-                    k[..., 2 * n_left_in :, :],
-                ],
+                [k[..., n_left_in : 2 * n_left_in, :], k[..., :n_left_in, :],
+                 k[..., 2 * n_left_in :, :]],
                 axis=-2,
             )
             return signs * swapped
@@ -468,7 +462,8 @@ class ChiralGenerator:
         for name, shape in shapes.items():
             if tuple(blocks[name].shape) != shape:
                 raise ValueError(
-                    f"{what} block {name!r} has shape {tuple(blocks[name].shape)}, expected {shape}"
+                    f"{what} block {name!r} has shape {tuple(blocks[name].shape)}, "
+                    f"expected {shape}"
                 )
 
 

@@ -73,12 +73,10 @@ def _xla_slope(plus_out, minus_out, t_plus, t_minus, *, pairs: int, kind: str):
     e_p = (t_plus[..., :pairs] + t_minus[..., :pairs]) * slope((u + v) * half)
     e_q = (t_plus[..., :pairs] - t_minus[..., :pairs]) * slope((u - v) * half)
     return (
-        jnp.concatenate(
-            [(e_p + e_q) * half, t_plus[..., pairs:] * slope(plus_out[..., pairs:])], axis=-1
-        ),
-        jnp.concatenate(
-            [(e_p - e_q) * half, t_minus[..., pairs:] * slope(minus_out[..., pairs:])], axis=-1
-        ),
+        jnp.concatenate([(e_p + e_q) * half, t_plus[..., pairs:] * slope(plus_out[..., pairs:])],
+                        axis=-1),
+        jnp.concatenate([(e_p - e_q) * half, t_minus[..., pairs:] * slope(minus_out[..., pairs:])],
+                        axis=-1),
     )
 
 
@@ -207,9 +205,8 @@ def odd_pair_map(
     """
     if kind not in KINDS:
         raise ValueError(f"no fused kernel for {kind!r}; kernels: {sorted(KINDS)}")
-    if plus.shape[:-1] != minus.shape[:-1] or not 0 <= pairs <= min(
-        plus.shape[-1], minus.shape[-1]
-    ):
+    if plus.shape[:-1] != minus.shape[:-1] or not 0 <= pairs <= min(plus.shape[-1],
+                                                                   minus.shape[-1]):
         raise ValueError(
             f"odd_pair_map needs plus [..., n+] and minus [..., n-] with equal leading axes "
             f"and pairs <= n+, n-; got {plus.shape}, {minus.shape}, pairs={pairs}"
@@ -241,13 +238,8 @@ def _merge_shapes(plus, minus, *, left, centre, joint_dims, negated, scale):
 
 
 def _basis_attrs(*, left, centre, joint_dims, negated, scale) -> dict:
-    return dict(
-        left=np.int64(left),
-        centre=np.int64(centre),
-        dims=np.int64(joint_dims),
-        negated=np.int64(negated),
-        scale=np.float32(scale),
-    )
+    return dict(left=np.int64(left), centre=np.int64(centre), dims=np.int64(joint_dims),
+                negated=np.int64(negated), scale=np.float32(scale))
 
 
 def _layout(*, left, centre, joint_dims, negated) -> ChiralLayout:
@@ -257,12 +249,10 @@ def _layout(*, left, centre, joint_dims, negated) -> ChiralLayout:
 def _xla_split(x, *, left, centre, joint_dims, negated, scale):
     """``x -> (plus, minus)``: :func:`chiral_jax.even_odd.to_even_odd` with the pairs'
     ``u, v`` times ``scale``."""
-    plus, minus = even_odd._split(
-        x, _layout(left=left, centre=centre, joint_dims=joint_dims, negated=negated)
-    )
-    return _scale_pairs(plus, left * joint_dims, scale), _scale_pairs(
-        minus, left * joint_dims, scale
-    )
+    plus, minus = even_odd._split(x, _layout(left=left, centre=centre, joint_dims=joint_dims,
+                                             negated=negated))
+    return _scale_pairs(plus, left * joint_dims, scale), _scale_pairs(minus, left * joint_dims,
+                                                                      scale)
 
 
 def _xla_merge(plus, minus, *, left, centre, joint_dims, negated, scale):
@@ -307,12 +297,8 @@ ad.primitive_transposes[_merge_p] = _merge_transpose
 
 
 def _basis(layout: ChiralLayout) -> dict:
-    return dict(
-        left=len(layout.left),
-        centre=len(layout.centre),
-        joint_dims=layout.dims,
-        negated=len(layout.negated),
-    )
+    return dict(left=len(layout.left), centre=len(layout.centre), joint_dims=layout.dims,
+                negated=len(layout.negated))
 
 
 def split(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
