@@ -9,8 +9,12 @@ the parameter counts. The summary names the project's targets:
   (conv: >= 32 x 243 frames), time / plain: <= 0.6 required, <= 0.55 target;
 * P2: chiral temporal model, one pass / plain model with flip augmentation: <= 0.35
   (also reported for the forecasting task's LSTM model);
-* and the lifting model's training step and its first call (compile), chiral / plain, at
-  the demo's size and the paper's.
+* the lifting model's training step and its first call (compile), chiral / plain, at
+  the demo's size and the paper's;
+* and the lifting task's transformer: one chiral pass / plain with flip augmentation, and
+  its training step and first call, chiral / plain, at the quick size and MixSTE's.
+
+``--skip-layers --skip-models`` runs the transformer cases alone.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, fused_kernels, run_layer_case
 from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
 from benchmarks.timing import device_line
+from benchmarks.transformer import (
+    MIXSTE,
+    TransformerCase,
+    run_transformer_case,
+    run_transformer_train_case,
+)
 
 PASSES = ("fwd", "fwd+bwd")
 
@@ -74,6 +84,16 @@ def forecaster_cases(quick: bool) -> list[ForecasterCase]:
     return [ForecasterCase(hidden=104, batch=32)] if quick else [ForecasterCase()]
 
 
+def transformer_cases(quick: bool) -> list[TransformerCase]:
+    """Inference: the model's default size on 64 clips; MixSTE's in the full run."""
+    return [TransformerCase(batch=64)] + ([] if quick else [MIXSTE])
+
+
+def transformer_train_cases(quick: bool) -> list[TransformerCase]:
+    """Training: the model's default size on 32 clips; MixSTE's in the full run."""
+    return [TransformerCase(batch=32)] + ([] if quick else [MIXSTE])
+
+
 def _format_row(record: dict, ratio_key: str) -> str:
     seconds, ratios = record["seconds"], record[ratio_key]
     cells = [f"{name} {seconds[name] * 1e3:8.1f} ms {ratios[name]:5.3f}" for name in seconds]
@@ -93,9 +113,15 @@ def _run(cases, runner, rounds: int, ratio_key: str, records: list) -> None:
 
 
 def summary(
-    layers: list[dict], models: list[dict], forecasters: list[dict] = (), trains: list[dict] = ()
+    layers: list[dict],
+    models: list[dict],
+    forecasters: list[dict] = (),
+    trains: list[dict] = (),
+    transformers: list[dict] = (),
+    transformer_trains: list[dict] = (),
 ) -> dict:
-    """P1 and P2: the ratios at the largest measured target sizes."""
+    """P1 and P2: the ratios at the largest measured target sizes; the training steps' and
+    the transformer's ratios at every measured size."""
     out = {}
 
     def pick(kind: str, activation: bool, min_rows: int) -> dict | None:
@@ -142,6 +168,15 @@ def summary(
         out["P2 forecaster chiral"] = {
             "case": record["case"], "ratio": record["ratio_to_plain_flip"]["chiral"]
         }
+    for record in transformers:
+        out[f"P2 transformer chiral {record['size']}"] = {
+            "case": record["case"], "ratio": record["ratio_to_plain_flip"]["chiral"]
+        }
+    for record in transformer_trains:
+        for key, ratios in (("train step", "ratio"), ("first call", "first_call_ratio")):
+            out[f"{key} transformer chiral {record['size']}"] = {
+                "case": record["case"], "ratio": record[ratios]["chiral"]
+            }
     return out
 
 
@@ -157,7 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     parser.add_argument("--rounds", type=int, help="timing rounds per case (default 7; quick 3)")
     parser.add_argument("--skip-layers", action="store_true")
-    parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument(
+        "--skip-models",
+        action="store_true",
+        help="skip the temporal model, forecaster and training-step cases",
+    )
+    parser.add_argument(
+        "--skip-transformer", action="store_true", help="skip the transformer cases"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     record = {
@@ -173,6 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
         "models": [],
         "forecasters": [],
         "train_steps": [],
+        "transformers": [],
+        "transformer_train_steps": [],
     }
     print(record["device"])
     start = time.perf_counter()
@@ -186,8 +230,16 @@ def main(argv: list[str] | None = None) -> dict:
         _run(forecaster_cases(args.quick), run_forecaster_case, rounds, flip, record["forecasters"])
         print("training steps (median ms, median per-round ratio to plain):")
         _run(train_cases(args.quick), run_train_case, rounds, "ratio", record["train_steps"])
+    if not args.skip_transformer:
+        print("transformer cases (median ms, ratio to plain one pass):")
+        _run(transformer_cases(args.quick), run_transformer_case, rounds, "ratio_to_plain",
+             record["transformers"])
+        print("transformer training steps (median ms, median per-round ratio to plain):")
+        _run(transformer_train_cases(args.quick), run_transformer_train_case, rounds, "ratio",
+             record["transformer_train_steps"])
     record["summary"] = summary(
-        record["layers"], record["models"], record["forecasters"], record["train_steps"]
+        record["layers"], record["models"], record["forecasters"], record["train_steps"],
+        record["transformers"], record["transformer_train_steps"],
     )
     record["load_average_end"] = os.getloadavg()
     record["seconds_total"] = time.perf_counter() - start

@@ -12,6 +12,16 @@ from chiral_jax._module import ChiralModule
 from chiral_jax.generators import Mode
 
 
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Scaled dot-product attention, ``[B, T, heads, d]`` each -> ``[B, T, heads, d]``.
+
+    Written out rather than ``jax.nn.dot_product_attention``, whose XLA path forms the
+    scores in float32 and so would cap a float64 model's precision.
+    """
+    scores = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
+    return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, axis=-1), v)
+
+
 class ChiralMultiHeadAttention(ChiralModule):
     """Multi-head self-attention over tokens whose channels the transform mirrors.
 
@@ -36,9 +46,8 @@ class ChiralMultiHeadAttention(ChiralModule):
       layout_out: the output channels (default ``layout``).
       mode, use_bias, dtype, param_dtype, rngs: as :class:`ChiralLinear` (the four maps).
 
-    ``jax.nn.dot_product_attention`` computes the attention (scaled by
-    ``1 / sqrt(head_dims)``); :meth:`to_plain` gives the ``nnx.MultiHeadAttention`` with
-    the assembled weights.
+    Scores are scaled by ``1 / sqrt(head_dims)``, as ``nnx.MultiHeadAttention`` does;
+    :meth:`to_plain` gives that module with the assembled weights.
     """
 
     def __init__(
@@ -86,7 +95,7 @@ class ChiralMultiHeadAttention(ChiralModule):
             def heads(linear: ChiralLinear) -> jax.Array:
                 return linear(x).reshape(-1, tokens, self.num_heads, self.head_dims)
 
-            o = jax.nn.dot_product_attention(heads(self.query), heads(self.key), heads(self.value))
+            o = _attend(heads(self.query), heads(self.key), heads(self.value))
             return self.out(o.reshape(*lead, tokens, self.heads.size))
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.MultiHeadAttention:

@@ -15,6 +15,11 @@ from benchmarks import run
 from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, run_layer_case
 from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
+from benchmarks.transformer import (
+    TransformerCase,
+    run_transformer_case,
+    run_transformer_train_case,
+)
 from chiral_jax import flip_average
 from chiral_jax.fused import _build
 from chiral_jax.skeletons import H36M_17
@@ -22,6 +27,7 @@ from chiral_tasks.lifting.model import TemporalModel
 
 pytestmark = pytest.mark.slow  # each case compiles and times real models
 HAS_COMPILER = _build._compiler() is not None
+TINY_TRANSFORMER = TransformerCase(batch=1, frames=3, dims=8, depth=1, heads=2)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +97,39 @@ def test_forecaster_case_record():
     assert record["params"]["chiral"] < record["params"]["plain"]
 
 
+def test_transformer_case_record():
+    record = run_transformer_case(TINY_TRANSFORMER, rounds=1)
+    variants = {"plain", "plain_flip", "chiral"}
+    assert set(record["seconds"]) == set(record["ratio_to_plain"]) == set(record["flops"])
+    assert set(record["seconds"]) == variants
+    assert record["ratio_to_plain"]["plain"] == record["ratio_to_plain_flip"]["plain_flip"] == 1.0
+    assert all(t > 0 for t in record["seconds"].values())
+    assert (record["size"], record["frames"], record["batch"]) == ("f3 d8x1", 3, 1)
+    assert record["params"]["chiral"] < record["params"]["plain"]
+
+
+def test_transformer_train_case_record():
+    record = run_transformer_train_case(TINY_TRANSFORMER, rounds=1)
+    assert set(record["seconds"]) == set(record["first_call_seconds"]) == {"plain", "chiral"}
+    assert record["ratio"]["plain"] == record["first_call_ratio"]["plain"] == 1.0
+    assert all(t > 0 for t in record["seconds"].values())
+    assert all(t > 0 for t in record["first_call_seconds"].values())
+    assert record["case"] == "train step transformer f3 d8x1 b1"
+    assert record["params"]["chiral"] < record["params"]["plain"]
+
+
+def _tiny_transformers(monkeypatch):
+    monkeypatch.setattr(run, "transformer_cases", lambda quick: [TINY_TRANSFORMER])
+    monkeypatch.setattr(run, "transformer_train_cases", lambda quick: [TINY_TRANSFORMER])
+
+
+TRANSFORMER_SUMMARY = {
+    "P2 transformer chiral f3 d8x1",
+    "train step transformer chiral f3 d8x1",
+    "first call transformer chiral f3 d8x1",
+}
+
+
 def test_main_writes_json_with_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "layer_cases", lambda quick: [LayerCase("dense", 68, 8, "fwd+bwd")])
     monkeypatch.setattr(
@@ -105,12 +144,14 @@ def test_main_writes_json_with_summary(tmp_path, monkeypatch):
         run, "train_cases",
         lambda quick: [TrainCase((3,), batch=2, plain_channels=34, chiral_channels=34)],
     )
+    _tiny_transformers(monkeypatch)
     out = tmp_path / "bench.json"
     run.main(["--quick", "--rounds", "1", "--out", str(out)])
     record = json.loads(out.read_text())
     assert record["device"].startswith(("CPU", "GPU", "TPU"))
-    kinds = ("layers", "models", "forecasters", "train_steps")
-    assert [len(record[k]) for k in kinds] == [1, 1, 1, 1]
+    kinds = ("layers", "models", "forecasters", "train_steps", "transformers",
+             "transformer_train_steps")  # fmt: skip
+    assert [len(record[k]) for k in kinds] == [1, 1, 1, 1, 1, 1]
     # The P1 rows need width 1020 (absent here); P2 comes from the model cases.
     assert set(record["summary"]) == {
         "P2 chiral_even_odd",
@@ -119,4 +160,17 @@ def test_main_writes_json_with_summary(tmp_path, monkeypatch):
         "train step chiral_even_odd rf3 c34",
         "first call chiral_dense rf3 c34",
         "first call chiral_even_odd rf3 c34",
+        *TRANSFORMER_SUMMARY,
     }
+
+
+def test_main_runs_the_transformer_alone(tmp_path, monkeypatch):
+    _tiny_transformers(monkeypatch)
+    out = tmp_path / "bench.json"
+    run.main(["--skip-layers", "--skip-models", "--rounds", "1", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["layers"] == record["models"] == record["train_steps"] == []
+    assert [r["case"] for r in record["transformers"]] == [TINY_TRANSFORMER.name]
+    assert len(record["transformer_train_steps"]) == 1
+    assert set(record["summary"]) == TRANSFORMER_SUMMARY
+    assert record["command"].endswith("--skip-layers --skip-models --rounds 1 --out " + str(out))

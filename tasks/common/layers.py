@@ -28,10 +28,25 @@ Every layer acts on the last axis, ``[..., size(space_in)] -> [..., size(space_o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chiral_jax import ChiralBatchNorm, ChiralConv1d, ChiralLayout, ChiralLinear, ChiralLSTMCell
+from chiral_jax import (
+    ChiralActivation,
+    ChiralBatchNorm,
+    ChiralConv1d,
+    ChiralEmbedding,
+    ChiralLayerNorm,
+    ChiralLayout,
+    ChiralLinear,
+    ChiralLSTMCell,
+    ChiralMultiHeadAttention,
+    Embedding,
+)
+from chiral_jax import activation as plain_activation
 from chiral_jax._conv import Padding
 from chiral_jax._tied import Impl
 from chiral_jax.generators import Mode
@@ -152,3 +167,59 @@ def lstm_cell(
     if layout_hidden is not None:
         return ChiralLSTMCell(space_in, layout_hidden, mode=mode, **common)
     return nnx.OptimizedLSTMCell(space_in, space_hidden, **common)
+
+
+def layer_norm(
+    space: Space, *, epsilon: float = 1e-6, dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> ChiralLayerNorm | nnx.LayerNorm:
+    """Layer norm over the last axis, :class:`chiral_jax.ChiralLayerNorm` or ``nnx.LayerNorm``.
+
+    Shapes: ``[..., size(space)] -> [..., size(space)]``.
+    """
+    common = dict(epsilon=epsilon, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    if isinstance(space, ChiralLayout):
+        return ChiralLayerNorm(space, **common)
+    return nnx.LayerNorm(space, **common)
+
+
+def attention(
+    space: Space, heads: int, *, dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> ChiralMultiHeadAttention | nnx.MultiHeadAttention:
+    """Self-attention over tokens, :class:`chiral_jax.ChiralMultiHeadAttention` or
+    ``nnx.MultiHeadAttention``: ``heads`` heads splitting ``size(space)`` channels.
+
+    Shapes: ``[..., tokens, size(space)] -> [..., tokens, size(space)]``.
+    """
+    common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    if isinstance(space, ChiralLayout):
+        return ChiralMultiHeadAttention(space, heads, **common)
+    return nnx.MultiHeadAttention(heads, space, decode=False, **common)
+
+
+def embedding(
+    tokens: Space, features: int, *, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> ChiralEmbedding | Embedding:
+    """A learned vector per token, added: :class:`chiral_jax.ChiralEmbedding` when
+    ``tokens`` is a layout (its joints are the tokens, ``features`` its dims) or a free
+    :class:`chiral_jax.Embedding` of ``tokens`` rows.
+
+    Shapes: ``[..., T, features] -> [..., T, features]``, ``T`` at most the tokens.
+    """
+    if isinstance(tokens, ChiralLayout):
+        if tokens.dims != features:
+            raise ValueError(f"a layout of {tokens.dims} dims embeds {tokens.dims} features")
+        return ChiralEmbedding(tokens, param_dtype=param_dtype, rngs=rngs)
+    return Embedding(tokens, features, param_dtype=param_dtype, rngs=rngs)
+
+
+def activation(
+    space: Space, *, even: str = "gelu", odd: str = "tanh"
+) -> ChiralActivation | Callable[[jax.Array], jax.Array]:
+    """A pointwise nonlinearity: ``even`` on channels that keep their sign (every plain
+    channel), ``odd`` on a layout's negated channels (:class:`chiral_jax.ChiralActivation`).
+
+    Shapes: ``[..., size(space)] -> [..., size(space)]``.
+    """
+    if isinstance(space, ChiralLayout):
+        return ChiralActivation(odd, even=even, layout=space)
+    return plain_activation(even)

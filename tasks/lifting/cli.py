@@ -39,15 +39,7 @@ from chiral_tasks.lifting.evaluate import evaluate
 from chiral_tasks.lifting.infer import load_lifter, model_folder, read_and_lift, write_lifted
 from chiral_tasks.lifting.keypoints import SUFFIXES
 from chiral_tasks.lifting.synth import DETECTOR, SynthConfig, write_dataset
-from chiral_tasks.lifting.train import (
-    LENGTH_KEYS,
-    PAPER_MODEL,
-    PAPER_TRAIN,
-    QUICK_MODEL,
-    QUICK_TRAIN,
-    ModelConfig,
-    load_model,
-)
+from chiral_tasks.lifting.train import ARCHS, LENGTH_KEYS, ModelConfig, defaults, load_model
 from chiral_tasks.lifting.videopose3d import convert_videopose3d
 
 TASK = "lifting"
@@ -85,18 +77,37 @@ def _add_split_args(parser: argparse.ArgumentParser) -> None:
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="temporal",
+        help="temporal: VideoPose3D's temporal conv net; transformer: a spatial-temporal "
+        "transformer (MixSTE-style, sequence to sequence)",
+    )
+    group.add_argument(
         "--filter-widths",
         type=positive_int,
         nargs="+",
-        help="kernel widths (quick: 3 3 3 = 27 frames; --paper: 3 3 3 3 3 = 243)",
+        help="conv net: kernel widths (quick: 3 3 3 = 27 frames; --paper: 3 3 3 3 3 = 243)",
     )
     group.add_argument(
         "--channels",
         type=positive_int,
-        help="hidden width (quick 128, --paper 1024; chiral: rounded down to a multiple of J)",
+        help="conv net: hidden width (quick 128, --paper 1024; chiral: rounded down to a "
+        "multiple of J); transformer: channels per token (quick 32, --paper 512)",
     )
-    group.add_argument("--dropout", type=rate, help="dropout rate (0.25 if unset)")
-    group.add_argument("--causal", action="store_true", help="causal (real-time) model")
+    group.add_argument("--dropout", type=rate, help="dropout rate (conv 0.25, transformer 0.1)")
+    group.add_argument("--causal", action="store_true", help="conv net: causal (real-time)")
+    group.add_argument(
+        "--frames", type=positive_int, help="transformer: clip length (quick 27, --paper 243)"
+    )
+    group.add_argument(
+        "--depth",
+        type=positive_int,
+        help="transformer: pairs of spatial and temporal blocks (quick 2, --paper 8)",
+    )
+    group.add_argument(
+        "--heads", type=positive_int, help="transformer: attention heads (quick 4, --paper 8)"
+    )
     group.add_argument(
         "--impl",
         choices=("auto", "dense", "even_odd"),
@@ -105,20 +116,44 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_ARCH_OPTIONS = {
+    "temporal": ("filter_widths", "causal", "impl"),
+    "transformer": ("frames", "depth", "heads"),
+}
+"""The model options that only one architecture has."""
+
+
 def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConfig:
-    base = PAPER_MODEL if args.paper else QUICK_MODEL
+    base, _ = defaults(args.arch, args.paper)
+    for arch, options in _ARCH_OPTIONS.items():
+        given = [o for o in options if getattr(args, o) not in (None, False)]
+        if arch != args.arch and given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} is an option of --arch {arch}, not {args.arch}")
     overrides = {
         "filter_widths": args.filter_widths,
         "channels": args.channels,
         "dropout": args.dropout,
         "causal": args.causal or None,
         "impl": args.impl,
+        "frames": args.frames,
+        "depth": args.depth,
+        "heads": args.heads,
     }
     changes = {k: v for k, v in overrides.items() if v is not None}
     config = dataclasses.replace(base, chiral=chiral, **changes)
     if any(w % 2 == 0 for w in config.filter_widths):
         raise UsageError(f"--filter-widths must be odd, got {list(config.filter_widths)}")
+    if config.arch == "transformer" and config.channels % config.heads:
+        raise UsageError(
+            f"--channels {config.channels} must split evenly into --heads {config.heads}"
+        )
     return config
+
+
+def _train_config(args: argparse.Namespace):
+    """The training settings: the architecture's quick or ``--paper`` ones, overridden."""
+    return config_from_args(args, defaults(args.arch, False)[1], defaults(args.arch, True)[1])
 
 
 def _checked_model(config: ModelConfig, dataset: LiftingDataset) -> ModelConfig:
@@ -202,10 +237,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    model_config = _model_config(args, chiral=args.model == "chiral")  # options first
     dataset, data = _dataset(args)
     train_subjects, test_subjects = _split(args, dataset)
-    model_config = _checked_model(_model_config(args, chiral=args.model == "chiral"), dataset)
-    train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
+    model_config = _checked_model(model_config, dataset)
+    train_config = _train_config(args)
     sequences = camera_sequences(dataset, train_subjects)
     test = camera_sequences(dataset, test_subjects)
     config = {
@@ -274,7 +310,7 @@ def _experiment_inputs(args: argparse.Namespace):
     """The options checked first, then the dataset (generated when it is the missing
     default), then the sizes that depend on its skeleton."""
     model_config = _model_config(args)
-    train_config = config_from_args(args, QUICK_TRAIN, PAPER_TRAIN)
+    train_config = _train_config(args)
     dataset, data = _dataset(args, generate=True)
     return dataset, data, _checked_model(model_config, dataset), train_config
 

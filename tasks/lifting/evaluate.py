@@ -22,21 +22,24 @@ from chiral_tasks.common.train import predict
 from chiral_tasks.lifting.data import Sequences
 from chiral_tasks.lifting.metrics import action_wise, mpjpe, mpjve, n_mpjpe, p_mpjpe
 from chiral_tasks.lifting.model import TemporalModel
+from chiral_tasks.lifting.transformer import PoseTransformer
+
+Model = TemporalModel | PoseTransformer
 
 METRICS = {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "n_mpjpe": n_mpjpe, "mpjve": mpjve}
 """Reported errors, each in millimetres."""
 
 
-def _lift(model: TemporalModel, batch):
+def _lift(model: Model, batch):
     return model(batch["inputs"])
 
 
-def _lift_tta(model: TemporalModel, batch):
+def _lift_tta(model: Model, batch):
     return flip_average(model, model.layout_in, model.layout_out)(batch["inputs"])
 
 
 def predict_sequences(
-    model: TemporalModel,
+    model: Model,
     inputs: list[np.ndarray],
     *,
     tta: bool = False,
@@ -46,9 +49,10 @@ def predict_sequences(
     """3D poses (T_i, J, 3) for each 2D sequence ``inputs[i]`` (T_i, J_2d, 2), in eval mode.
 
     ``chunk`` output frames per window (at most the longest sequence), ``batch_size``
-    windows per call.
+    windows per call; a model with a longest clip (``model.max_frames``) gets chunks of
+    at most that many frames.
     """
-    chunk = min(chunk, max(len(x) for x in inputs))
+    chunk = min(chunk, max(len(x) for x in inputs), model.max_frames or chunk)
     sampler = WindowSampler(
         inputs, None, chunk_length=chunk, pad=model.pad, causal_shift=model.causal_shift
     )
@@ -82,7 +86,7 @@ def score(predictions: list[np.ndarray], sequences: Sequences) -> dict:
 
 
 def evaluate(
-    model: TemporalModel, sequences: Sequences, *, tta: bool = False, chunk: int = 256
+    model: Model, sequences: Sequences, *, tta: bool = False, chunk: int = 256
 ) -> dict:
     """Predict ``sequences`` and score them; adds ``seconds`` (inference wall time)."""
     started = time.perf_counter()

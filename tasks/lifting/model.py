@@ -323,6 +323,11 @@ class TemporalModel(nnx.Module):
         """The number of trainable scalars (all ``nnx.Param`` leaves)."""
         return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
 
+    chunk_length = 1
+    """Output frames of one training window (the strided path: one)."""
+    max_frames = None
+    """The longest clip one call lifts: any length."""
+
 
     def _flatten_input(self, x: jax.Array) -> jax.Array:
         joints = self.layout_in.num_joints

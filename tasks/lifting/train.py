@@ -37,17 +37,28 @@ from chiral_tasks.common.distributed import process_shard
 from chiral_tasks.common.train import TrainConfig, Trainer
 from chiral_tasks.lifting.data import Sequences
 from chiral_tasks.lifting.model import TemporalModel, set_bn_momentum, videopose3d_bn_momentum
+from chiral_tasks.lifting.transformer import PoseTransformer
+
+ARCHS = ("temporal", "transformer")
+LiftingModel = TemporalModel | PoseTransformer
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The lifting network's settings (see :class:`TemporalModel`).
+    """The lifting network's settings.
 
-    ``channels`` is the plain model's width; the chiral model uses the largest
-    multiple of the input (2D) joint count not above it (1024 -> 1020 for 17 joints,
-    as in the paper), so that every joint gets the same number of hidden dims.
-    ``impl``: chiral only, the form the model runs in: ``"auto"`` (by width),
-    ``"dense"`` or ``"even_odd"`` (see :class:`TemporalModel`; the same function).
+    ``arch``: ``"temporal"``, VideoPose3D's temporal conv net (:class:`TemporalModel`), or
+    ``"transformer"``, the spatial-temporal transformer (:class:`PoseTransformer`).
+
+    Temporal conv net: ``channels`` is the plain model's width; the chiral model uses
+    the largest multiple of the input (2D) joint count not above it (1024 -> 1020 for
+    17 joints, as in the paper), so that every joint gets the same number of hidden
+    dims. ``filter_widths``, ``causal``, ``mode``, ``activation`` and ``impl`` (chiral
+    only, the form the model runs in: ``"auto"`` by width, ``"dense"`` or
+    ``"even_odd"``; the same function) are its own.
+
+    Transformer: ``channels`` is the channels per token, ``frames`` the clip length,
+    ``depth`` the pairs of (spatial, temporal) blocks, ``heads`` the attention heads.
     """
 
     chiral: bool = True
@@ -58,13 +69,19 @@ class ModelConfig:
     mode: str = "complete"
     activation: str | None = None
     impl: str = "auto"
+    arch: str = "temporal"
+    frames: int = 27
+    depth: int = 2
+    heads: int = 4
 
     def __post_init__(self):
         object.__setattr__(self, "filter_widths", tuple(int(w) for w in self.filter_widths))
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
 
     def width(self, skeleton_2d: Skeleton) -> int:
         """The hidden width of a model whose 2D input has ``skeleton_2d``'s joints."""
-        if not self.chiral:
+        if not self.chiral or self.arch == "transformer":
             return self.channels
         joints = skeleton_2d.num_joints
         if self.channels < joints:
@@ -85,11 +102,42 @@ QUICK_TRAIN = TrainConfig(
 )
 PAPER_TRAIN = dataclasses.replace(QUICK_TRAIN, epochs=80, batch_size=1024)
 
+QUICK_TRANSFORMER = ModelConfig(arch="transformer", channels=32, dropout=0.1)
+PAPER_TRANSFORMER = dataclasses.replace(
+    QUICK_TRANSFORMER, frames=243, channels=512, depth=8, heads=8
+)
+"""MixSTE's published size: 243 frames, 8 pairs of blocks, 512 channels, 8 heads."""
+QUICK_TRANSFORMER_TRAIN = dataclasses.replace(QUICK_TRAIN, batch_size=32)
+"""32 clips of 27 frames a step (864 output frames; the conv net: 256 windows of one)."""
+PAPER_TRANSFORMER_TRAIN = dataclasses.replace(PAPER_TRAIN, batch_size=16, lr=1e-4)
+"""16 clips of 243 frames a step; learning rate 1e-4, a usual one at this size (not
+tuned here: the conv net's 1e-3 is large for a 512-channel transformer)."""
+
+
+def defaults(arch: str, paper: bool) -> tuple[ModelConfig, TrainConfig]:
+    """The quick (or ``paper``) model and training settings of ``arch``."""
+    if arch == "transformer":
+        return (PAPER_TRANSFORMER, PAPER_TRANSFORMER_TRAIN) if paper else (
+            QUICK_TRANSFORMER, QUICK_TRANSFORMER_TRAIN)  # fmt: skip
+    return (PAPER_MODEL, PAPER_TRAIN) if paper else (QUICK_MODEL, QUICK_TRAIN)
+
 
 def build_model(
     config: ModelConfig, skeleton_2d: Skeleton, skeleton: Skeleton, seed: int
-) -> TemporalModel:
+) -> LiftingModel:
     """A freshly initialised model lifting ``skeleton_2d`` 2D poses to ``skeleton`` 3D poses."""
+    if config.arch == "transformer":
+        return PoseTransformer(
+            skeleton_2d,
+            skeleton,
+            chiral=config.chiral,
+            frames=config.frames,
+            dims=config.channels,
+            depth=config.depth,
+            heads=config.heads,
+            dropout=config.dropout,
+            rngs=nnx.Rngs(seed),
+        )
     return TemporalModel(
         skeleton_2d,
         skeleton,
@@ -105,8 +153,9 @@ def build_model(
     )
 
 
-def mpjpe_loss(model: TemporalModel, batch: dict[str, Any]):
-    """MPJPE (metres) of the strided path: ``inputs`` [B, rf, J_2d, 2], ``targets`` [B, 1, J, 3]."""
+def mpjpe_loss(model: LiftingModel, batch: dict[str, Any]):
+    """MPJPE (metres) of a training batch: ``inputs`` [B, rf, J_2d, 2] -> ``targets`` [B,
+    chunk, J, 3] (the conv net's strided path: one frame; the transformer: every frame)."""
     predicted = model(batch["inputs"], strided=True)
     error = jnp.linalg.norm(predicted - batch["targets"], axis=-1).mean()
     return error, {"mpjpe_mm": 1000.0 * error}
@@ -123,19 +172,20 @@ def _mirror_flagged(layouts, rng: np.random.Generator, batch: dict) -> dict:
     }
 
 
-def _decay_bn_momentum(model: TemporalModel, epoch: int, *, epochs: int) -> None:
+def _decay_bn_momentum(model: LiftingModel, epoch: int, *, epochs: int) -> None:
     set_bn_momentum(model, videopose3d_bn_momentum(epoch, epochs))
 
 
 def training_batcher(
-    model: TemporalModel, sequences: Sequences, batch_size: int, seed: int, flip: bool
+    model: LiftingModel, sequences: Sequences, batch_size: int, seed: int, flip: bool
 ) -> Batcher:
-    """Shuffled single-output-frame windows of ``sequences``, mirrored copies if ``flip``
-    (2D inputs by ``model.layout_in``, 3D targets by ``model.layout_out``)."""
+    """Shuffled windows of ``sequences`` with ``model.chunk_length`` output frames each,
+    mirrored copies if ``flip`` (2D inputs by ``model.layout_in``, 3D targets by
+    ``model.layout_out``)."""
     sampler = WindowSampler(
         sequences.inputs,
         sequences.targets,
-        chunk_length=1,
+        chunk_length=model.chunk_length,
         pad=model.pad,
         causal_shift=model.causal_shift,
         mirrored_copies=flip,
@@ -156,7 +206,7 @@ class TrainedModel:
     """A trained model with its settings, its 3D output ``skeleton``, its 2D input
     ``skeleton_2d`` and its training history."""
 
-    model: TemporalModel
+    model: LiftingModel
     config: ModelConfig
     skeleton: Skeleton
     skeleton_2d: Skeleton
@@ -188,7 +238,10 @@ def train(
         train_config,
         len(batcher),
         resume=resume,
-        epoch_hook=functools.partial(_decay_bn_momentum, epochs=train_config.epochs),
+        # The conv net's batch norms follow VideoPose3D's momentum schedule.
+        epoch_hook=functools.partial(_decay_bn_momentum, epochs=train_config.epochs)
+        if model_config.arch == "temporal"
+        else None,
     )
     try:
         history = trainer.fit(batcher, max_steps=max_steps)
