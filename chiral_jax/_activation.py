@@ -12,7 +12,7 @@ from flax import nnx
 from chiral_jax._layout import ChiralLayout
 from chiral_jax._module import ChiralModule
 from chiral_jax.activations import activation, odd_activation
-from chiral_jax.even_odd import EvenOdd
+from chiral_jax.even_odd import EvenOdd, mix_pairs
 
 Fn = str | Callable[[jax.Array], jax.Array]
 
@@ -48,8 +48,7 @@ class ChiralActivation(ChiralModule):
         :data:`chiral_jax.activations.ACTIVATIONS` or a callable, for positive channels.
       layout: the channels' layout; required with ``even``.
 
-    :meth:`even_odd`: without ``even``, one map over the pairs
-    (:meth:`EvenOdd.map`); with it, through the joint basis.
+    :meth:`even_odd`: one map over the pairs, with or without ``even``.
     """
 
     def __init__(self, odd: Fn = "tanh", *, even: Fn | None = None, layout=None):
@@ -73,10 +72,24 @@ class ChiralActivation(ChiralModule):
         return self.fn(x)
 
     def even_odd(self, z: EvenOdd) -> EvenOdd:
-        """The activation on :class:`~chiral_jax.even_odd.EvenOdd` activations."""
+        """The activation on :class:`~chiral_jax.even_odd.EvenOdd` activations.
+
+        With ``x_L = p`` and ``x_R = s q`` for a pair, ``u' = f(p) + f(q)`` and
+        ``v' = f(p) - f(q)`` hold for an odd ``f`` on negated dims and for any ``f`` on
+        positive ones (``s = 1``), so each pair channel takes its own function; the
+        centre channels of ``plus`` are positive, those of ``minus`` negated.
+        """
         if self.even is None:
             return z.map(self.odd)
-        return super().even_odd(z)
+        self._check_even_odd(z)
+        layout = self.layout_in
+        neg, pos = len(layout.negated), len(layout.positive)
+        pair = np.tile(np.r_[np.ones(neg, bool), np.zeros(pos, bool)], len(layout.left))
+        centre = len(layout.centre)
+        negated = np.r_[pair, pair, np.zeros(centre * pos, bool), np.ones(centre * neg, bool)]
+        fn = _mixed(self.odd, self.even, negated)
+        plus, minus = mix_pairs(z.plus, z.minus, pair.size, fn, one_call=True)
+        return EvenOdd(plus, minus, layout)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> Callable[[jax.Array], jax.Array]:
         """The function itself (plain Flax containers such as ``nnx.Sequential`` take it)."""
