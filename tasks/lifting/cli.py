@@ -8,6 +8,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from chiral_jax.activations import ACTIVATIONS, ODD_ACTIVATIONS
 from chiral_jax.skeletons import SKELETONS
 from chiral_tasks.common.cli import (
     UsageError,
@@ -98,6 +99,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dropout", type=rate, help="dropout rate (conv 0.25, transformer 0.1)")
     group.add_argument("--causal", action="store_true", help="conv net: causal (real-time)")
     group.add_argument(
+        "--even-activation",
+        choices=sorted(set(ACTIVATIONS) - set(ODD_ACTIVATIONS)),
+        help="chiral conv net: the function of the hidden channels that keep their sign "
+        "(tanh stays on the negated ones); default: tanh everywhere, as in the paper",
+    )
+    group.add_argument(
         "--frames", type=positive_int, help="transformer: clip length (quick 27, --paper 243)"
     )
     group.add_argument(
@@ -117,7 +124,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 _ARCH_OPTIONS = {
-    "temporal": ("filter_widths", "causal", "impl"),
+    "temporal": ("filter_widths", "causal", "impl", "even_activation"),
     "transformer": ("frames", "depth", "heads"),
 }
 """The model options that only one architecture has."""
@@ -136,6 +143,7 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
         "dropout": args.dropout,
         "causal": args.causal or None,
         "impl": args.impl,
+        "even_activation": args.even_activation,
         "frames": args.frames,
         "depth": args.depth,
         "heads": args.heads,

@@ -55,31 +55,13 @@ from chiral_jax import (
     Skeleton,
 )
 from chiral_jax._tied import IMPLS, Impl
-from chiral_jax.activations import ODD_ACTIVATIONS
+from chiral_jax.activations import activation as plain_activation
 from chiral_jax.even_odd import prefers_even_odd
 from chiral_jax.generators import MODES, Mode
 from chiral_tasks.common import layers
 from chiral_tasks.common.layers import Space
 
 Activation = str | Callable[[jax.Array], jax.Array]
-
-_PLAIN_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": jax.nn.relu,
-    "leaky_relu": jax.nn.leaky_relu,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    **ODD_ACTIVATIONS,
-}
-
-
-def _plain_activation(fn: Activation) -> Callable[[jax.Array], jax.Array]:
-    if callable(fn):
-        return fn
-    if fn not in _PLAIN_ACTIVATIONS:
-        raise ValueError(f"unknown activation {fn!r}; choose one of {sorted(_PLAIN_ACTIVATIONS)}")
-    return _PLAIN_ACTIVATIONS[fn]
-
 
 def _check_widths(filter_widths: Sequence[int]) -> tuple[int, ...]:
     widths = tuple(filter_widths)
@@ -222,6 +204,9 @@ class TemporalModel(nnx.Module):
       mode: chiral parameterisation, ``"complete"`` or ``"paper"`` (unused when plain).
       activation: a name or callable; default ``"tanh"`` for chiral (which must be odd)
         and ``"relu"`` for plain, as in the paper.
+      even_activation: chiral only: a function (any, e.g. ``"relu"``) for the hidden
+        channels that keep their sign, ``activation`` then acting on the negated ones
+        only (:class:`chiral_jax.ChiralActivation`); None: ``activation`` everywhere.
       negated_fraction: chiral only: the fraction of each hidden joint's dims negated.
       impl: chiral only: the form the model runs in (see the module docstring),
         ``"dense"`` (joint-basis activations, assembled kernels) or ``"even_odd"``
@@ -251,6 +236,7 @@ class TemporalModel(nnx.Module):
         causal: bool = False,
         mode: Mode = "complete",
         activation: Activation | None = None,
+        even_activation: Activation | None = None,
         negated_fraction: float = 1 / 3,
         impl: Impl = "auto",
         bn_momentum: float = 0.9,
@@ -270,18 +256,21 @@ class TemporalModel(nnx.Module):
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         if chiral:
             # The oddness probe runs on concrete values, also under jit or eval_shape.
+            hidden = skeleton_in.hidden_layout(channels, negated_fraction)
             with jax.ensure_compile_time_eval():
-                act = ChiralActivation("tanh" if activation is None else activation)
+                odd = "tanh" if activation is None else activation
+                act = ChiralActivation(odd, even=even_activation, layout=hidden)
             # Activation then dropout; in the even/odd form one pass over the pairs.
             self.post = ChiralSequential(act, ChiralDropout(dropout, rngs=rngs))
-            hidden = skeleton_in.hidden_layout(channels, negated_fraction)
             n_in, n_out = self.layout_in, self.layout_out
             if impl == "auto":
                 impl = "even_odd" if prefers_even_odd(hidden, hidden, max(widths)) else "dense"
         else:
             if impl == "even_odd":
                 raise ValueError("impl='even_odd' needs chiral=True (the even/odd basis)")
-            act = _plain_activation("relu" if activation is None else activation)
+            if even_activation is not None:
+                raise ValueError("even_activation is for chiral models (their positive channels)")
+            act = plain_activation("relu" if activation is None else activation)
             self.post = nnx.Sequential(act, nnx.Dropout(dropout, rngs=rngs))
             hidden, n_in, n_out = channels, self.layout_in.size, self.layout_out.size
             impl = "dense"

@@ -53,9 +53,11 @@ class ModelConfig:
     Temporal conv net: ``channels`` is the plain model's width; the chiral model uses
     the largest multiple of the input (2D) joint count not above it (1024 -> 1020 for
     17 joints, as in the paper), so that every joint gets the same number of hidden
-    dims. ``filter_widths``, ``causal``, ``mode``, ``activation`` and ``impl`` (chiral
-    only, the form the model runs in: ``"auto"`` by width, ``"dense"`` or
-    ``"even_odd"``; the same function) are its own.
+    dims. ``filter_widths``, ``causal``, ``mode``, ``activation``, ``even_activation``
+    (chiral only: a function for the positive hidden channels, the odd ``activation``
+    keeping the negated ones; plain models ignore it) and ``impl`` (chiral only, the
+    form the model runs in: ``"auto"`` by width, ``"dense"`` or ``"even_odd"``; the
+    same function) are its own.
 
     Transformer: ``channels`` is the channels per token, ``frames`` the clip length,
     ``depth`` the pairs of (spatial, temporal) blocks, ``heads`` the attention heads.
@@ -69,6 +71,7 @@ class ModelConfig:
     mode: str = "complete"
     activation: str | None = None
     impl: str = "auto"
+    even_activation: str | None = None
     arch: str = "temporal"
     frames: int = 27
     depth: int = 2
@@ -148,6 +151,7 @@ def build_model(
         causal=config.causal,
         mode=config.mode,
         activation=config.activation,
+        even_activation=config.even_activation if config.chiral else None,
         impl=config.impl if config.chiral else "auto",
         rngs=nnx.Rngs(seed),
     )

@@ -231,6 +231,27 @@ def test_default_form_follows_width():
         _model(True, impl="eigen")
 
 
+def test_mixed_activation_model_is_equivariant_in_both_forms():
+    """tanh on negated hidden channels and ReLU on the others: equivariant, and the
+    even/odd form is the same function; a plain model refuses the option."""
+    model = _warm(_model(True, even_activation="relu"))
+    twin = _even_odd_twin(model)
+    for m in (model, twin):
+        assert_equivariant(_pure(m), L2, L3, X, rtol=1e-5)
+    np.testing.assert_allclose(_pure(twin)(X), _pure(model)(X), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(_pure(model)(X), _pure(_tanh_everywhere(model))(X), atol=1e-3)
+    with pytest.raises(ValueError, match="even_activation is for chiral models"):
+        _model(False, even_activation="relu")
+
+
+def _tanh_everywhere(model: TemporalModel) -> TemporalModel:
+    """The same weights with tanh on every channel."""
+    other = _model(True)
+    nnx.update(other, nnx.state(model))
+    other.eval()
+    return other
+
+
 def test_plain_model_is_not_equivariant(plain_model):
     with pytest.raises(AssertionError, match="not chirality equivariant"):
         assert_equivariant(_pure(plain_model), L2, L3, X)
