@@ -13,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from chiral_jax.activations import ACTIVATIONS, ODD_ACTIVATIONS
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
@@ -110,6 +111,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         help="share of negated dims per joint in each block before the invariance layer",
     )
     group.add_argument(
+        "--even-activation",
+        choices=sorted(set(ACTIVATIONS) - set(ODD_ACTIVATIONS)),
+        help="chiral: the function of the channels before the invariance layer that keep "
+        "their sign (tanh stays on the negated ones); default: tanh everywhere",
+    )
+    group.add_argument(
         "--window",
         type=positive_int,
         help=f"training crop in frames (default {QUICK_WINDOW}; {PAPER_WINDOW} with --paper)",
@@ -128,6 +135,7 @@ def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
             strides=tuple(args.strides),
             invariant_block=args.invariant_block,
             negated_fractions=tuple(args.negated_fractions),
+            even_activation=args.even_activation if chiral else None,
         )
     except ValueError as err:
         raise UsageError(str(err)) from err

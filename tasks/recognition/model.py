@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chiral_jax import ChiralLayout
+from chiral_jax import ChiralActivation, ChiralLayout
+from chiral_jax.activations import activation as plain_activation
 from chiral_jax.activations import odd_activation
 from chiral_jax.skeletons import OPENPOSE_18
 from chiral_tasks.common import layers
@@ -68,6 +69,9 @@ class ModelConfig:
         blocks before ``invariant_block`` (one per block; a nonzero share keeps at
         least one negated dim).
       activation: the odd activation before the invariance layer (chiral only).
+      even_activation: chiral only: a function (any, e.g. ``"relu"``) for the channels
+        before the invariance layer that keep their sign, ``activation`` then acting on
+        the negated ones only; None: ``activation`` everywhere (the paper).
     """
 
     num_classes: int
@@ -78,6 +82,7 @@ class ModelConfig:
     invariant_block: int = 3
     negated_fractions: tuple[float, ...] = (1 / 3, 1 / 6, 1 / 12)
     activation: str = "tanh"
+    even_activation: str | None = None
 
     def __post_init__(self):
         for name in ("widths", "strides", "negated_fractions"):
@@ -111,6 +116,8 @@ class ModelConfig:
                     f"{NUM_JOINTS}, got {bad}"
                 )
             odd_activation(self.activation)
+            if self.even_activation is not None:
+                plain_activation(self.even_activation)
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
 
@@ -141,10 +148,13 @@ class Block(nnx.Module):
         stride: int,
         residual: bool,
         activation: str,
+        even_activation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        chiral_out = isinstance(space_out, ChiralLayout)
-        self.act = odd_activation(activation) if chiral_out else jax.nn.relu
+        if isinstance(space_out, ChiralLayout):
+            self.act = ChiralActivation(activation, even=even_activation, layout=space_out)
+        else:
+            self.act = jax.nn.relu
         # Convs over time, [B, T, C_in] -> [B, T', C_out]; the temporal one pads to "same".
         pad = (kernel - 1) // 2
         conv = functools.partial(layers.conv, use_bias=False, rngs=rngs)
@@ -188,6 +198,7 @@ class SkeletonClassifier(nnx.Module):
                     stride=2 if i in config.strides else 1,
                     residual=i > 0,
                     activation=config.activation,
+                    even_activation=config.even_activation,
                     rngs=rngs,
                 )
                 for i in range(len(config.widths))

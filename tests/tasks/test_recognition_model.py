@@ -80,6 +80,19 @@ def test_invariance_layer_placement_is_configurable():
     assert_invariant(build(config), clips())
 
 
+def test_mixed_activations_keep_the_invariance():
+    """tanh on negated channels and ReLU on the others before the invariance layer: the
+    logits stay mirror invariant, and differ from the tanh-everywhere model's."""
+    mixed = build(ModelConfig(**SMALL, even_activation="relu"))
+    assert_invariant(mixed, clips())
+    x = jnp.asarray(clips())
+    tanh = build(ModelConfig(**SMALL))
+    nnx.update(tanh, nnx.state(mixed))
+    assert not np.allclose(with_mode(mixed, train=False)(x), with_mode(tanh, train=False)(x))
+    with pytest.raises(ValueError, match="unknown activation"):
+        ModelConfig(**SMALL, even_activation="swish2")
+
+
 def test_plain_logits_change_under_mirroring():
     with pytest.raises(AssertionError, match="not chirality invariant"):
         assert_invariant(trained(False)[0], clips())
