@@ -1,10 +1,13 @@
 """The lifting experiments: chiral vs plain (with and without flip TTA), and limited data.
 
-:func:`compare` trains a chiral and a plain model per seed on the protocol's
-training subjects and scores, on the test subjects: chiral (one pass), plain (one
-pass), plain with flip test-time augmentation (two passes), and chiral with TTA,
-which must equal chiral (the model is exactly equivariant; the largest difference
-is recorded). :func:`limited_data` repeats the chiral/plain pair on growing
+:func:`compare` trains, per seed and on the same data, the variants of
+:func:`trained_variants` on the protocol's training subjects and scores them on the
+test subjects: chiral (one pass), chiral with mixed activations (conv net), plain
+trained with flip augmentation (VideoPose3D's default) with one pass and with flip
+test-time augmentation (two passes), and plain trained without augmentation. Chiral
+with TTA must equal chiral (the model is exactly equivariant; the largest difference
+is recorded). Per-seed differences of MPJPE come with a paired bootstrap interval
+(:data:`DIFFERENCES`). :func:`limited_data` repeats the chiral/plain pair on growing
 training sets (the paper's Fig. 4).
 """
 
@@ -18,7 +21,12 @@ import numpy as np
 
 from chiral_jax.skeletons import Skeleton
 from chiral_tasks.common.cli import for_run, train_record
-from chiral_tasks.common.results import format_table, mean_std_over_seeds, plot_curves
+from chiral_tasks.common.results import (
+    format_table,
+    mean_std_over_seeds,
+    paired_difference,
+    plot_curves,
+)
 from chiral_tasks.common.run import Run, grid, run_experiment
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
@@ -34,10 +42,34 @@ from chiral_tasks.lifting.train import (
     train,
 )
 
-VARIANTS = ("chiral", "plain", "plain_tta")
-"""The table's rows: the two trained models, and the plain one with flip TTA."""
 TRAINED = ("chiral", "plain")
+"""The models of the limited-data runs."""
 REPORTED = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
+MIXED_EVEN_ACTIVATION = "relu"
+"""The function of the chiral_mixed model's positive hidden channels (the plain one's)."""
+
+
+def trained_variants(model_config: ModelConfig) -> dict[str, dict]:
+    """The models :func:`compare` trains: name -> ``{"model": ModelConfig changes,
+    "flip": flip augmentation}``. ``chiral_mixed`` (tanh on negated channels, ReLU on
+    the others) is the conv net's; the transformer's chiral model is mixed already."""
+    variants = {"chiral": {"model": {"chiral": True}, "flip": True}}
+    if model_config.arch == "temporal":
+        mixed = {"chiral": True, "even_activation": MIXED_EVEN_ACTIVATION}
+        variants["chiral_mixed"] = {"model": mixed, "flip": True}
+    variants["plain"] = {"model": {"chiral": False}, "flip": True}
+    variants["plain_noflip"] = {"model": {"chiral": False}, "flip": False}
+    return variants
+
+
+DIFFERENCES = (
+    ("chiral", "plain_tta"),
+    ("chiral", "plain"),
+    ("chiral", "plain_noflip"),
+    ("chiral_mixed", "chiral"),
+    ("chiral_mixed", "plain_tta"),
+)
+"""The paired MPJPE differences reported (where both variants ran, with 2+ seeds)."""
 
 
 def fit(
@@ -83,18 +115,48 @@ def score_model(trained: TrainedModel, test: Sequences) -> dict:
     }
 
 
-def summary_rows(cells: dict[str, dict], seeds: Sequence[int]) -> list[dict]:
+def _rows(variants: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(row, trained variant, result key)``: each trained model, and plain with TTA
+    after plain."""
+    out = []
+    for variant in variants:
+        out.append((variant, variant, "test"))
+        if variant == "plain":
+            out.append(("plain_tta", "plain", "test_tta"))
+    return out
+
+
+def per_seed(cells: dict[str, dict], row: tuple[str, str, str], seeds: Sequence[int]):
+    """One row's reported metrics for each seed."""
+    _, source, key = row
+    return [{k: cells[f"{source}_seed{s}"][key][k] for k in REPORTED} for s in seeds]
+
+
+def summary_rows(cells: dict[str, dict], variants: Sequence[str], seeds: Sequence[int]):
     """Table rows ``{model, passes, params, seeds, <metric>: {"mean", "std", "n"}}``."""
     rows = []
-    for variant in VARIANTS:
-        source, key = ("plain", "test_tta") if variant == "plain_tta" else (variant, "test")
-        runs = [{k: cells[f"{source}_seed{s}"][key][k] for k in REPORTED} for s in seeds]
-        stats = mean_std_over_seeds(runs)
-        row = {"model": variant, "passes": 2 if variant.endswith("tta") else 1}
-        row["params"] = cells[f"{source}_seed{seeds[0]}"]["params"]
-        row["seeds"] = len(runs)
-        rows.append({**row, **stats})
+    for row in _rows(variants):
+        runs = per_seed(cells, row, seeds)
+        name, source, key = row
+        entry = {"model": name, "passes": 2 if key == "test_tta" else 1}
+        entry["params"] = cells[f"{source}_seed{seeds[0]}"]["params"]
+        entry["seeds"] = len(runs)
+        rows.append({**entry, **mean_std_over_seeds(runs)})
     return rows
+
+
+def differences(cells: dict[str, dict], variants: Sequence[str], seeds: Sequence[int]):
+    """``{"a - b": paired_difference of MPJPE}`` for :data:`DIFFERENCES` (2+ seeds)."""
+    rows = {name: row for name, *row in ((r[0], *r) for r in _rows(variants))}
+    if len(seeds) < 2:
+        return {}
+    out = {}
+    for a, b in DIFFERENCES:
+        if a in rows and b in rows:
+            mpjpe_a = [r["mpjpe"] for r in per_seed(cells, rows[a], seeds)]
+            mpjpe_b = [r["mpjpe"] for r in per_seed(cells, rows[b], seeds)]
+            out[f"{a} - {b}"] = paired_difference(mpjpe_a, mpjpe_b)
+    return out
 
 
 TABLE_COLUMNS = {
@@ -166,17 +228,20 @@ def compare(
         "max_steps": max_steps,
     }
 
+    variants = trained_variants(model_config)
+
     def run_one(run: Run, params: dict) -> dict:
-        chiral = params["variant"] == "chiral"
+        variant = variants[params["variant"]]
         trained = fit(
             run, sequences, dataset.skeleton_2d, dataset.skeleton,
-            dataclasses.replace(model_config, chiral=chiral),
+            dataclasses.replace(model_config, **variant["model"]),
             dataclasses.replace(train_config, seed=params["seed"]),
-            label=f"{params['variant']} seed {params['seed']}", max_steps=max_steps,
+            label=f"{params['variant']} seed {params['seed']}", flip=variant["flip"],
+            max_steps=max_steps,
         )  # fmt: skip
         return {**score_model(trained, test), "outputs": ["model"]}
 
-    cells = grid(seeds, TRAINED, lambda variant: {"model": {"chiral": variant == "chiral"}})
+    cells = grid(seeds, tuple(variants), lambda name: variants[name])
     top, cells = run_experiment(
         out, config, cells, run_one, resume=resume, overwrite=overwrite, length_keys=LENGTH_KEYS
     )
@@ -184,15 +249,30 @@ def compare(
         return top.results
     chiral = load_model(top.folder / f"chiral_seed{seeds[0]}" / "model").model
     draw_test_pose(chiral, dataset, test_subjects, top.folder / "lifting_pose.png")
+    plot_curves(
+        top.folder / "learning_curves.png",
+        {name: _curve(cells, name, seeds[0]) for name in variants},
+        xlabel="epoch",
+        ylabel="training MPJPE (mm)",
+        title=f"Training loss, seed {seeds[0]}",
+    )
     results = {
         "dataset": dataset.name,
-        "table": summary_rows(cells, seeds),
+        "seeds": list(seeds),
+        "table": summary_rows(cells, tuple(variants), seeds),
+        "differences": differences(cells, tuple(variants), seeds),
         "per_seed": cells,
         "max_chiral_tta_difference_mm": max(
             cells[f"chiral_seed{s}"]["tta_minus_one_pass_mm"] for s in seeds
         ),
     }
-    return top.finish(results, outputs=["lifting_pose.png"])
+    return top.finish(results, outputs=["lifting_pose.png", "learning_curves.png"])
+
+
+def _curve(cells: dict, variant: str, seed: int) -> tuple[list[int], list[float]]:
+    """``(epochs, training MPJPE in mm)`` of one run's history."""
+    history = cells[f"{variant}_seed{seed}"]["history"]
+    return [h["epoch"] for h in history], [h["mpjpe_mm"] for h in history]
 
 
 LIMITED_SETTINGS = (
@@ -310,9 +390,17 @@ def _mean_std(stats: dict) -> str:
 
 
 def format_comparison(results: dict) -> str:
-    """The comparison table as text (``mean ± std`` over seeds)."""
+    """The comparison table as text (``mean ± std`` over seeds), then the paired
+    differences of MPJPE with their 95 % bootstrap intervals."""
     rows = [{**row, **{k: _mean_std(row[k]) for k in REPORTED}} for row in results["table"]]
-    return format_table(rows, TABLE_COLUMNS)
+    lines = [format_table(rows, TABLE_COLUMNS)]
+    for name, d in results.get("differences", {}).items():
+        low, high = d["ci95"]
+        lines.append(
+            f"MPJPE {name}: {d['mean']:+.1f} mm (per-seed std {d['std']:.1f}, 95% bootstrap "
+            f"interval [{low:+.1f}, {high:+.1f}], {d['n']} seeds)"
+        )
+    return "\n".join(lines)
 
 
 def format_limited(results: dict) -> str:

@@ -12,6 +12,7 @@ from chiral_tasks.common.data import Batcher, WindowSampler
 from chiral_tasks.common.results import (
     format_table,
     mean_std_over_seeds,
+    paired_difference,
     plot_curves,
     read_results,
     write_results,
@@ -253,6 +254,24 @@ def test_format_table_aligns_columns():
     # Numbers are right-aligned under their header; text is left-aligned.
     assert lines[0].index("MPJPE") == lines[2].index("46.81")
     assert lines[2].index("chiral") == lines[3].index("baseline") == 0
+
+
+def test_paired_difference_bootstrap_interval():
+    """The interval holds the mean, is reproducible, excludes 0 for a consistent gap and
+    contains it for noise; unpaired or single values are refused."""
+    rng = np.random.default_rng(0)
+    a = 10.0 + rng.normal(0.0, 1.0, 8)
+    b = a + 2.0 + rng.normal(0.0, 0.3, 8)
+    gap = paired_difference(a, b)
+    assert gap["n"] == 8 and gap["ci95"][0] < gap["mean"] < gap["ci95"][1] < 0
+    assert gap["mean"] == pytest.approx(float(np.mean(a - b)))
+    assert paired_difference(a, b) == gap  # the same interval on every run
+    same = paired_difference(rng.normal(0.0, 1.0, 8), rng.normal(0.0, 1.0, 8))
+    assert same["ci95"][0] < 0 < same["ci95"][1]
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_difference([1.0], [2.0])
+    with pytest.raises(ValueError):
+        paired_difference([1.0, 2.0], [2.0, 3.0, 4.0])
 
 
 def test_mean_std_over_seeds_nests_and_checks_keys():
