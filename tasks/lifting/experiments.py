@@ -171,17 +171,19 @@ TABLE_COLUMNS = {
 }
 
 
-def draw_test_pose(model, dataset, test_subjects, path: Path) -> None:
-    """A test frame: 2D input, 3D truth, chiral prediction, and the chiral prediction for
-    the mirrored input, mirrored back (equal to the prediction: equivariance)."""
+def draw_test_pose(chiral, plain, dataset, test_subjects, path: Path) -> None:
+    """A test frame: the 2D input, the 3D truth, the chiral and the plain prediction, and
+    the chiral prediction for the mirrored input mirrored back (equal to the chiral
+    prediction: equivariance), each with its MPJPE against the truth."""
     test = camera_sequences(dataset, test_subjects[:1])
     # A one-sided action shows equivariance best; any sequence does for other datasets.
     index = next((i for i, (_, a, _) in enumerate(test.keys) if a.startswith("Box")), 0)
     x = test.inputs[index]
     frame = len(x) // 2
-    mirrored = np.asarray(model.layout_in.transform(x))
-    predicted = predict_sequences(model, [x, mirrored])
-    unmirrored = np.asarray(model.layout_out.transform(predicted[1][frame]))
+    mirrored = np.asarray(chiral.layout_in.transform(x))
+    predicted = predict_sequences(chiral, [x, mirrored])
+    unmirrored = np.asarray(chiral.layout_out.transform(predicted[1][frame]))
+    (plain_predicted,) = predict_sequences(plain, [x])
     subject, action, camera = test.keys[index]
     plot_pose(
         path,
@@ -190,10 +192,12 @@ def draw_test_pose(model, dataset, test_subjects, path: Path) -> None:
         {
             "3D truth": test.targets[index][frame],
             "chiral": predicted[0][frame],
-            "chiral(mirrored input), un-mirrored": unmirrored,
+            "plain": plain_predicted[frame],
+            "chiral, mirrored input,\nmirrored back": unmirrored,
         },
-        title=f"{subject} {action}, camera {camera}, frame {frame}",
+        title=f"Lifting one test frame: {subject} {action}, camera {camera}, frame {frame}",
         skeleton_2d=dataset.skeleton_2d,
+        truth="3D truth",
     )
 
 
@@ -247,8 +251,9 @@ def compare(
     )
     if top.done:
         return top.results
-    chiral = load_model(top.folder / f"chiral_seed{seeds[0]}" / "model").model
-    draw_test_pose(chiral, dataset, test_subjects, top.folder / "lifting_pose.png")
+    chiral, plain = (load_model(top.folder / f"{v}_seed{seeds[0]}" / "model").model
+                     for v in ("chiral", "plain"))  # fmt: skip
+    draw_test_pose(chiral, plain, dataset, test_subjects, top.folder / "lifting_pose.png")
     plot_curves(
         top.folder / "learning_curves.png",
         {name: _curve(cells, name, seeds[0]) for name in variants},
@@ -400,6 +405,47 @@ def format_comparison(results: dict) -> str:
             f"MPJPE {name}: {d['mean']:+.1f} mm (per-seed std {d['std']:.1f}, 95% bootstrap "
             f"interval [{low:+.1f}, {high:+.1f}], {d['n']} seeds)"
         )
+    return "\n".join(lines)
+
+
+_MARKDOWN_METRICS = {"mpjpe": "MPJPE mm", "p_mpjpe": "P-MPJPE mm", "n_mpjpe": "N-MPJPE mm",
+                     "mpjve": "MPJVE mm/frame"}  # fmt: skip
+
+
+def markdown_comparison(results: dict) -> str:
+    """The results of :func:`compare` (a ``results.json``) as Markdown: the table (mean ±
+    std over seeds, the best mean in bold), the paired MPJPE differences with their
+    bootstrap intervals, and where the numbers come from."""
+    table = results["table"]
+    best = {k: min(row[k]["mean"] for row in table) for k in _MARKDOWN_METRICS}
+    header = ["model", "passes", "params", *_MARKDOWN_METRICS.values()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table:
+        cells = [row["model"], str(row["passes"]), f"{row['params']:,}"]
+        for k in _MARKDOWN_METRICS:
+            text = _mean_std(row[k])
+            cells.append(f"**{text}**" if row[k]["mean"] == best[k] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    diffs = results.get("differences", {})
+    if diffs:
+        lines += ["", "Paired MPJPE differences (mm; mean over seeds, per-seed std, 95 % "
+                  "bootstrap interval of the mean):", ""]  # fmt: skip
+        for name, d in diffs.items():
+            low, high = d["ci95"]
+            lines.append(
+                f"- {name.replace(' - ', ' − ')}: {d['mean']:+.1f} (std {d['std']:.1f}; "
+                f"[{low:+.1f}, {high:+.1f}])"
+            )
+    config, env = results["config"], results["environment"]
+    train, model = config["train"], config["model"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
+    lines += ["", (
+        f"Seeds {', '.join(map(str, results['seeds']))}; {model.get('arch', 'temporal')} model, "
+        f"{train['epochs']} epochs, batch {train['batch_size']}; chiral + TTA differs from "
+        f"chiral by at most {results['max_chiral_tta_difference_mm']:.1e} mm. "
+        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
+        f"in all; {versions}."
+    )]  # fmt: skip
     return "\n".join(lines)
 
 

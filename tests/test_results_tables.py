@@ -1,0 +1,26 @@
+"""The README's and the docs' result tables are the committed results JSON, rendered."""
+
+import json
+
+from chiral_tasks.common import tables
+
+
+def test_every_table_matches_its_results_json():
+    blocks = [
+        m["json"] for page in tables.pages() for m in tables.BLOCK.finditer(page.read_text())
+    ]
+    assert "docs/results/lifting.json" in blocks
+    assert list(tables.stale()) == [], "run: python -m chiral_tasks.common.tables"
+
+
+def test_a_changed_number_makes_the_table_stale(tmp_path):
+    """Rendering rewrites the block from the JSON; a page edited by hand is caught."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [1.5, 2.5]}))
+    marker = "<!-- results r.json json:dumps -->\n"
+    page = tmp_path / "README.md"
+    page.write_text(f"intro\n{marker}old text\n<!-- /results -->\nend\n")
+    assert [str(p.name) for p, _ in tables.stale(tmp_path)] == ["README.md"]
+    page.write_text(tables.render(page.read_text(), tmp_path))
+    assert page.read_text() == f'intro\n{marker}{{"rows": [1.5, 2.5]}}\n<!-- /results -->\nend\n'
+    assert list(tables.stale(tmp_path)) == []
