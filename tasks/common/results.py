@@ -177,6 +177,28 @@ def paired_difference(
     }
 
 
+MODEL_COLOURS = {
+    "chiral": "tab:blue",
+    "chiral_mixed": "tab:cyan",
+    "plain": "tab:red",
+    "plain_aug": "tab:red",
+    "plain_tta": "tab:orange",
+    "plain_aug_tta": "tab:orange",
+    "plain_noflip": "tab:brown",
+    "truth": "0.5",
+}
+"""One colour per model in every figure and animation of the tasks: chiral blue, plain
+red (orange with test-time flip averaging, brown without flip augmentation)."""
+
+
+def model_colour(name: str) -> str | None:
+    """The colour of a model's curves by its name (e.g. ``"chiral"``, ``"plain_tta"``,
+    ``"plain w/ aug + TTA"``); None (matplotlib's next colour) for other names."""
+    key = name.lower().replace(" w/o aug", "_noflip").replace(" w/ aug", "_aug")
+    key = key.replace(" + tta", "_tta").replace(" ", "_")
+    return MODEL_COLOURS.get(key)
+
+
 def plot_curves(
     path: str | os.PathLike,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -198,7 +220,7 @@ def plot_curves(
     for name, (x, y) in series.items():
         if len(x) != len(y):
             raise ValueError(f"series {name!r} has {len(x)} x values but {len(y)} y values")
-        axes.plot(x, y, label=name)
+        axes.plot(x, y, label=name, color=model_colour(name))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if title:

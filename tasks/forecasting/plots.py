@@ -9,7 +9,7 @@ import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.files import atomic_path
-from chiral_tasks.common.results import plot_curves
+from chiral_tasks.common.results import MODEL_COLOURS, model_colour, plot_curves
 
 _BONES = [(p, j) for j, p in enumerate(PENN_ACTION_13.parents) if p >= 0]
 
@@ -51,7 +51,7 @@ def animate_forecast(
 
     frames = [(p, None) for p in observed] + list(zip(truth, visible, strict=True))
     names = list(forecasts)
-    colours = ["tab:blue", "tab:red", "tab:green", "tab:purple"]
+    colours = [model_colour(name) or "tab:green" for name in names]
     figure = Figure(figsize=(4, 4), dpi=72)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -70,19 +70,22 @@ def animate_forecast(
         for artist in list(axes.lines) + list(axes.collections):
             artist.remove()
         pose, vis = frames[t]
-        skeleton(pose, color="0.5", lw=3, alpha=0.6)
+        skeleton(pose, color=MODEL_COLOURS["truth"], lw=3, alpha=0.6)
         if vis is not None:
             axes.scatter(*pose[~vis].T, facecolors="none", edgecolors="0.3", s=30)
             step = t - len(observed)
-            for name, colour in zip(names, colours, strict=False):
+            for name, colour in zip(names, colours, strict=True):
                 skeleton(forecasts[name][step], color=colour, lw=1.5)
         label = "observed" if vis is None else f"future step {t - len(observed) + 1}"
         axes.set_title(f"{title}\n{label}" if title else label, fontsize=9)
         return axes.lines
 
-    handles = [Line2D([], [], color=c, label=n) for n, c in zip(names, colours, strict=False)]
-    handles.append(Line2D([], [], color="0.5", lw=3, alpha=0.6, label="truth"))
-    axes.legend(handles=handles, loc="lower right", fontsize=7)
+    handles = [Line2D([], [], color=c, label=n) for n, c in zip(names, colours, strict=True)]
+    handles.append(Line2D([], [], color=MODEL_COLOURS["truth"], lw=3, alpha=0.6, label="truth"))
+    # The key sits below the axes, where it covers no pose.
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7,
+                  frameon=False)  # fmt: skip
+    figure.subplots_adjust(bottom=0.12)
     animation = FuncAnimation(figure, draw, frames=len(frames), blit=False)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     with atomic_path(path, suffix=".tmp.gif") as tmp:

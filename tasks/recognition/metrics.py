@@ -59,12 +59,15 @@ def confusion_matrix(pred, labels, num_classes: int) -> np.ndarray:
     return matrix
 
 
-def plot_confusion(path, matrix, class_names: Sequence[str], *, max_named: int = 40) -> None:
+def plot_confusion(
+    path, matrix, class_names: Sequence[str], *, title: str = "", max_named: int = 40
+) -> None:
     """Saves a confusion matrix as a PNG, each row normalised to sum to 1.
 
     Rows are true classes, columns predicted ones. Axis ticks carry the class
     names up to ``max_named`` classes; beyond that they would be unreadable and
-    are left off.
+    are left off. ``title`` (e.g. the model and its top-1) heads the figure, above the
+    note that rows are normalised.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -84,8 +87,10 @@ def plot_confusion(path, matrix, class_names: Sequence[str], *, max_named: int =
     ax = fig.add_subplot()
     image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    note = "rows normalised: the share of each true class predicted as each class"
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
     if num_classes <= max_named:
         ticks = np.arange(num_classes)
         ax.set_xticks(ticks, labels=class_names, rotation=90)

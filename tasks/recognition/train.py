@@ -138,11 +138,14 @@ def evaluate(
     labels = np.asarray(split.labels)
     pred = logits.argmax(axis=1)
     matrix = confusion_matrix(pred, labels, num_classes)
+    top1 = topk_accuracy(logits, labels, 1)
     if confusion_png is not None:
-        plot_confusion(confusion_png, matrix, list(class_names))
+        kind = "chiral" if model.config.chiral else "plain"
+        title = f"{kind} model: top-1 {100 * top1:.1f} % on {len(labels)} clips"
+        plot_confusion(confusion_png, matrix, list(class_names), title=title)
     diff = np.abs(logits - mirrored)
     return {
-        "top1": topk_accuracy(logits, labels, 1),
+        "top1": top1,
         "top5": topk_accuracy(logits, labels, min(5, num_classes)),
         "clips": len(labels),
         "mirror_max_abs_diff": float(diff.max()),
