@@ -449,6 +449,22 @@ def markdown_comparison(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_limited(results: dict) -> str:
+    """The results of :func:`limited_data` as a Markdown table (MPJPE / P-MPJPE in mm)."""
+    header = list(LIMITED_COLUMNS.values())
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in results["rows"]:
+        cells = [row["setting"], f"{row['frames']:,}", str(row["repeats"])]
+        cells += [f"{row[k]:.1f}" for k in list(LIMITED_COLUMNS)[3:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    config = results.get("config")  # absent from files written before it was recorded
+    arch = config["model"].get("arch", "temporal") if config else "temporal"
+    epochs = config["train"]["epochs"] if config else results["epochs"]
+    took = f"; {results['wall_seconds']:.0f} s in all" if "wall_seconds" in results else ""
+    lines += ["", f"Seed {results['seed']}; {arch} model, {epochs} epochs{took}."]
+    return "\n".join(lines)
+
+
 def format_limited(results: dict) -> str:
     """The limited-data table as text."""
     return format_table(results["rows"], LIMITED_COLUMNS, floatfmt=".1f")
