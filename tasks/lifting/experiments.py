@@ -438,9 +438,11 @@ def markdown_comparison(results: dict) -> str:
             )
     config, env = results["config"], results["environment"]
     train, model = config["train"], config["model"]
+    # Files written before the seeds were recorded name them in their cells.
+    seeds = results.get("seeds") or sorted({int(c.rsplit("_seed", 1)[1]) for c in config["cells"]})
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
     lines += ["", (
-        f"Seeds {', '.join(map(str, results['seeds']))}; {model.get('arch', 'temporal')} model, "
+        f"Seeds {', '.join(map(str, seeds))}; {model.get('arch', 'temporal')} model, "
         f"{train['epochs']} epochs, batch {train['batch_size']}; chiral + TTA differs from "
         f"chiral by at most {results['max_chiral_tta_difference_mm']:.1e} mm. "
         f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
