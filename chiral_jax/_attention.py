@@ -15,9 +15,12 @@ from chiral_jax.generators import Mode
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """Scaled dot-product attention, ``[B, T, heads, d]`` each -> ``[B, T, heads, d]``.
 
-    Written out rather than ``jax.nn.dot_product_attention``, whose XLA path forms the
-    scores in float32 and so would cap a float64 model's precision.
+    ``jax.nn.dot_product_attention`` (twice as fast here as the same product written
+    with ``einsum``), except in float64: its XLA path forms the scores in float32,
+    which would cap a float64 model's precision, so they are written out there.
     """
+    if q.dtype != jnp.float64:
+        return jax.nn.dot_product_attention(q, k, v)
     scores = jnp.einsum("bthd,bshd->bhts", q, k) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, axis=-1), v)
 
