@@ -20,7 +20,7 @@ from chiral_jax import (
 )
 
 RTOL32, RTOL64 = 1e-5, 1e-12
-SEEDS = range(2)
+SEEDS = [0, pytest.param(1, marks=pytest.mark.slow)]
 
 
 def _joints_and_token(seed: int, dims: int = 6) -> tuple[ChiralLayout, ChiralLayout]:
@@ -98,6 +98,7 @@ def test_equivariance(name, seed):
     _check(fn, joints, _inputs(joints, seed=seed), RTOL32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_equivariance_x64(name):
     with jax.enable_x64(True):
@@ -110,6 +111,7 @@ def test_equivariance_x64(name):
         _check(fn, joints, x, RTOL64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_gradients_of_mirrored_data_are_equal(name):
     """The loss at ``(T x, T y)`` equals the loss at ``(x, y)``, and so does its gradient
