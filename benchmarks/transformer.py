@@ -11,14 +11,12 @@ stacked on the batch: one call on twice the batch).
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
-import optax
 from flax import nnx
 
-from benchmarks.temporal import _train_step, eval_fn, time_against_flip
-from benchmarks.timing import Variant, flops, time_variants
+from benchmarks.temporal import eval_fn, time_against_flip, time_train_steps
+from benchmarks.timing import flops
 from chiral_jax import flip_average
 from chiral_jax.skeletons import H36M_17
 from chiral_tasks.lifting.transformer import PoseTransformer
@@ -84,35 +82,6 @@ def run_transformer_case(case: TransformerCase, rounds: int) -> dict:
         **time_against_flip(fns, x, rounds),
         "params": _params(models),
         "flops": {name: flops(fn, state, x) for name, (fn, state) in fns.items()},
-    }
-
-
-def time_train_steps(models: dict[str, nnx.Module], x: jax.Array, y: jax.Array,
-                     rounds: int) -> dict:  # fmt: skip
-    """Time each model's first call (trace, compile and one step: what a user waits for
-    before training starts), then its training step in interleaved rounds: train mode,
-    the gradient of the MPJPE of ``model(x, strided=True)`` against ``y`` and an Adam
-    update. Ratios are to ``models["plain"]``."""
-    optimizer = optax.adam(1e-3)
-    jax.block_until_ready(jax.jit(lambda a: a * 2)(x))  # the process's one-off start-up
-    variants, first_call = [], {}
-    for name, model in models.items():
-        model.train()
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        args = (params, optimizer.init(params), rest, x, y)
-        start = time.perf_counter()
-        compiled = jax.jit(_train_step(graphdef, optimizer)).lower(*args).compile()
-        jax.block_until_ready(compiled(*args))
-        first_call[name] = time.perf_counter() - start
-        variants.append(Variant(name, compiled, args))
-    # The first call has compiled and run every step: one more call is warm-up enough.
-    timing = time_variants(variants, "plain", rounds=rounds, warmup=0)
-    return {
-        "seconds": timing.seconds,
-        "ratio": timing.ratio,
-        "first_call_seconds": first_call,
-        "first_call_ratio": {k: v / first_call["plain"] for k, v in first_call.items()},
-        "rounds": timing.rounds,
     }
 
 

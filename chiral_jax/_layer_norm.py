@@ -9,9 +9,7 @@ from flax import nnx
 from flax.nnx.nn import dtypes
 
 from chiral_jax._layout import ChiralLayout
-from chiral_jax._module import ChiralModule
-from chiral_jax._variables import ChiralParam
-from chiral_jax.generators import ChiralGenerator
+from chiral_jax._norm import TiedAffine
 
 _ONES = nnx.initializers.ones_init()
 _ZEROS = nnx.initializers.zeros_init()
@@ -46,7 +44,7 @@ def centred_layer_norm(
     return y if offset is None else y + last(offset)
 
 
-class ChiralLayerNorm(ChiralModule):
+class ChiralLayerNorm(TiedAffine):
     """Layer norm whose statistics the transform leaves alone: ``f(T x) = T f(x)``.
 
     A sample's mean over every channel flips with its negated channels, so it is taken
@@ -83,33 +81,12 @@ class ChiralLayerNorm(ChiralModule):
         self.epsilon = epsilon
         self.dtype = dtype
         self.param_dtype = param_dtype
-        self._offset_gen = ChiralGenerator(layout, layout)
-        self._scale_gen = ChiralGenerator(layout.unsigned(), layout.unsigned())
-        key = rngs.params()
-
-        def free(gen: ChiralGenerator, init) -> ChiralParam:
-            drawn = init(key, (layout.size,), param_dtype)
-            return ChiralParam(jnp.asarray(gen.pack(gen.select_bias(drawn), "bias")))
-
-        self.free_scale = free(self._scale_gen, scale_init) if use_scale else None
-        self.free_offset = free(self._offset_gen, bias_init) if use_bias else None
+        self._init_affine(layout, use_scale, use_bias, scale_init, bias_init, param_dtype, rngs)
 
     @property
     def centred(self) -> np.ndarray:
         """``[layout.size]`` bool: the positive channels, the ones centred."""
         return self.layout.signs > 0
-
-    def scale(self) -> jax.Array | None:
-        """The tied scale, ``[layout.size]`` (None without ``use_scale``)."""
-        if self.free_scale is None:
-            return None
-        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
-
-    def offset(self) -> jax.Array | None:
-        """The tied offset, ``[layout.size]`` (None without ``use_bias``)."""
-        if self.free_offset is None:
-            return None
-        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.layout.check_features(x, "ChiralLayerNorm input")

@@ -22,7 +22,39 @@ def _bcast(v: jax.Array, ndim: int) -> jax.Array:
     return jnp.reshape(v, (1,) * (ndim - 1) + (-1,))
 
 
-class ChiralBatchNorm(ChiralModule):
+class TiedAffine(ChiralModule):
+    """The affine part of the chiral norms: a scale tied like a bias that never changes
+    sign (``gamma_r = gamma_l``) and an offset tied like a bias (``beta_r = s * beta_l``,
+    ``beta_cn = 0``), each stored packed (``free_scale``, ``free_offset``; None when off)."""
+
+    def _init_affine(
+        self, layout: ChiralLayout, use_scale, use_bias, scale_init, bias_init, param_dtype, rngs
+    ) -> None:
+        self._offset_gen = ChiralGenerator(layout, layout)
+        self._scale_gen = ChiralGenerator(layout.unsigned(), layout.unsigned())
+        key = rngs.params()
+
+        def free(gen: ChiralGenerator, init) -> ChiralParam:
+            drawn = init(key, (layout.size,), param_dtype)
+            return ChiralParam(jnp.asarray(gen.pack(gen.select_bias(drawn), "bias")))
+
+        self.free_scale = free(self._scale_gen, scale_init) if use_scale else None
+        self.free_offset = free(self._offset_gen, bias_init) if use_bias else None
+
+    def scale(self) -> jax.Array | None:
+        """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
+        if self.free_scale is None:
+            return None
+        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
+
+    def offset(self) -> jax.Array | None:
+        """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
+        if self.free_offset is None:
+            return None
+        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
+
+
+class ChiralBatchNorm(TiedAffine):
     """Batch norm whose statistics are those of the batch and its mirror image.
 
     With ``m = E[x]`` and ``q = E[x^2]`` over every axis but the last,
@@ -77,30 +109,7 @@ class ChiralBatchNorm(ChiralModule):
         n = layout.size
         self.mean = nnx.BatchStat(jnp.zeros((n,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((n,), jnp.float32))
-        # The offset ties like a bias; the scale like a bias that never changes sign.
-        self._offset_gen = ChiralGenerator(layout, layout)
-        self._scale_gen = ChiralGenerator(layout.unsigned(), layout.unsigned())
-        key = rngs.params()
-
-        def free(gen: ChiralGenerator, init) -> ChiralParam:
-            drawn = init(key, (n,), param_dtype)
-            return ChiralParam(jnp.asarray(gen.pack(gen.select_bias(drawn), "bias")))
-
-        # The free entries, packed (ChiralGenerator.pack); None where switched off.
-        self.free_scale = free(self._scale_gen, scale_init) if use_scale else None
-        self.free_offset = free(self._offset_gen, bias_init) if use_bias else None
-
-    def scale(self) -> jax.Array | None:
-        """The tied scale ``gamma``, shape ``[layout.size]`` (None without ``use_scale``)."""
-        if self.free_scale is None:
-            return None
-        return self._scale_gen.assemble_packed(self.free_scale[...], "bias")
-
-    def offset(self) -> jax.Array | None:
-        """The tied offset ``beta``, shape ``[layout.size]`` (None without ``use_bias``)."""
-        if self.free_offset is None:
-            return None
-        return self._offset_gen.assemble_packed(self.free_offset[...], "bias")
+        self._init_affine(layout, use_scale, use_bias, scale_init, bias_init, param_dtype, rngs)
 
     def _mirror_stats(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         axes = tuple(range(x.ndim - 1))
