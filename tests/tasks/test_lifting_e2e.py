@@ -202,6 +202,7 @@ def test_generate_coco_refuses_to_overwrite_and_regenerates_the_same(coco, tmp_p
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_coco_to_h36m_models_train_save_load_and_the_chiral_one_is_equivariant(
     coco, data, tmp_path, capsys
 ):

@@ -77,6 +77,7 @@ def test_clean_keypoints_lift_as_the_evaluation_does(dataset, tmp_path):
     assert lifted.report["missing_frames"] == [] and lifted.report["filled_joints"] == 0
 
 
+@pytest.mark.slow
 def test_gaps_and_other_people_are_handled(dataset, tmp_path):
     pixels, camera, inputs, _ = _clip(dataset)
     path = tmp_path / "clip.json"
@@ -94,6 +95,7 @@ def test_gaps_and_other_people_are_handled(dataset, tmp_path):
     assert np.abs(raw.keypoints.xy - pixels).max() > 250.0
 
 
+@pytest.mark.slow
 def test_plain_flip_averaging_is_equivariant(dataset, tmp_path):
     """``tta``: a plain model's lifted clip, mirrored, is the mirrored clip's."""
     pixels, camera, _, _ = _clip(dataset)

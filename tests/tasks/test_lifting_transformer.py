@@ -27,7 +27,7 @@ from chiral_tasks.lifting.transformer import PoseTransformer
 
 SMALL = dict(frames=9, dims=12, depth=1, heads=2, dropout=0.0)
 SKELETONS = [
-    (COCO_17, H36M_17),
+    pytest.param(COCO_17, H36M_17, marks=pytest.mark.slow),
     pytest.param(H36M_17, H36M_17, marks=pytest.mark.slow),
     pytest.param(MPII_16, MPII_16, marks=pytest.mark.slow),
 ]
