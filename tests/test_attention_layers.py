@@ -134,6 +134,7 @@ def test_parameter_gradients_of_mirrored_data_are_equal(name):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=RTOL32 * scale), a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_plain_twin_and_even_odd_form_compute_the_same(name):
     joints, token = _joints_and_token(2)

@@ -181,6 +181,7 @@ def _arrays(path) -> dict[str, np.ndarray]:
         return dict(npz)
 
 
+@pytest.mark.slow
 def test_generate_coco_refuses_to_overwrite_and_regenerates_the_same(coco, tmp_path, capsys):
     folder = tmp_path / "data"
     shutil.copytree(coco, folder)
@@ -280,6 +281,7 @@ def test_chiral_width_follows_the_2d_skeleton():
     assert model(np.zeros((1, 3, 16, 2), np.float32)).shape == (1, 1, 17, 3)
 
 
+@pytest.mark.slow
 def test_train_on_coco_and_evaluate_videopose3d_files_with_tta_through_the_cli(coco, tmp_path):
     out = tmp_path / "run"
     args = ["lifting", "train", "--data", str(coco / "h36m.npz"), "--out", str(out)]

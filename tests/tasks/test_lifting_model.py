@@ -231,6 +231,7 @@ def test_default_form_follows_width():
         _model(True, impl="eigen")
 
 
+@pytest.mark.slow
 def test_mixed_activation_model_is_equivariant_in_both_forms():
     """tanh on negated hidden channels and ReLU on the others: equivariant, and the
     even/odd form is the same function; a plain model refuses the option."""

@@ -80,6 +80,7 @@ def test_invariance_layer_placement_is_configurable():
     assert_invariant(build(config), clips())
 
 
+@pytest.mark.slow
 def test_mixed_activations_keep_the_invariance():
     """tanh on negated channels and ReLU on the others before the invariance layer: the
     logits stay mirror invariant, and differ from the tanh-everywhere model's."""
