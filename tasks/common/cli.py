@@ -181,6 +181,19 @@ def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_even_activation_arg(group, *, channels: str) -> None:
+    """``--even-activation``: the function of a chiral model's ``channels`` that keep their
+    sign (tanh stays on the negated ones); default tanh everywhere, as in the paper."""
+    from chiral_jax.activations import ACTIVATIONS, ODD_ACTIVATIONS
+
+    group.add_argument(
+        "--even-activation",
+        choices=sorted(set(ACTIVATIONS) - set(ODD_ACTIVATIONS)),
+        help=f"chiral: the function of the {channels} that keep their sign (tanh stays on "
+        "the negated ones); default: tanh everywhere, as in the paper",
+    )
+
+
 def add_model_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", choices=("chiral", "plain"), default="chiral", help="which network to train"

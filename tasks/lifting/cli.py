@@ -8,11 +8,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from chiral_jax.activations import ACTIVATIONS, ODD_ACTIVATIONS
 from chiral_jax.skeletons import SKELETONS
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
+    add_even_activation_arg,
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
@@ -98,12 +98,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dropout", type=rate, help="dropout rate (conv 0.25, transformer 0.1)")
     group.add_argument("--causal", action="store_true", help="conv net: causal (real-time)")
-    group.add_argument(
-        "--even-activation",
-        choices=sorted(set(ACTIVATIONS) - set(ODD_ACTIVATIONS)),
-        help="chiral conv net: the function of the hidden channels that keep their sign "
-        "(tanh stays on the negated ones); default: tanh everywhere, as in the paper",
-    )
+    add_even_activation_arg(group, channels="conv net's hidden channels")
     group.add_argument(
         "--frames", type=positive_int, help="transformer: clip length (quick 27, --paper 243)"
     )

@@ -13,11 +13,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from chiral_jax.activations import ACTIVATIONS, ODD_ACTIVATIONS
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
     add_data_args,
+    add_even_activation_arg,
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
@@ -110,12 +110,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default=(1 / 3, 1 / 6, 1 / 12),
         help="share of negated dims per joint in each block before the invariance layer",
     )
-    group.add_argument(
-        "--even-activation",
-        choices=sorted(set(ACTIVATIONS) - set(ODD_ACTIVATIONS)),
-        help="chiral: the function of the channels before the invariance layer that keep "
-        "their sign (tanh stays on the negated ones); default: tanh everywhere",
-    )
+    add_even_activation_arg(group, channels="channels before the invariance layer")
     group.add_argument(
         "--window",
         type=positive_int,
