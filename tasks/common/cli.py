@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,22 @@ def config_from_args(
 def add_seeds_arg(parser: argparse.ArgumentParser) -> None:
     """``--seeds`` of an experiment (``demo`` uses ``--seed``)."""
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
+
+def add_variants_arg(parser: argparse.ArgumentParser, trained: Sequence[str]) -> None:
+    """``--variants`` of an experiment: the models it trains (default all of ``trained``;
+    :mod:`chiral_tasks.common.compare` names them)."""
+    parser.add_argument(
+        "--variants", nargs="+", choices=trained, default=list(trained),
+        help="the models to train (plain_tta is the trained plain model with flip TTA)",
+    )  # fmt: skip
+
+
+def variants_of(args: argparse.Namespace, trained: Sequence[str]) -> tuple[str, ...]:
+    """The chosen ``--variants`` in table order (a repeated name is an error)."""
+    if len(set(args.variants)) != len(args.variants):
+        raise UsageError(f"--variants must not repeat, got {args.variants}")
+    return tuple(name for name in trained if name in args.variants)
 
 
 def seeds_of(args: argparse.Namespace) -> list[int]:

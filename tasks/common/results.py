@@ -181,9 +181,7 @@ MODEL_COLOURS = {
     "chiral": "tab:blue",
     "chiral_mixed": "tab:cyan",
     "plain": "tab:red",
-    "plain_aug": "tab:red",
     "plain_tta": "tab:orange",
-    "plain_aug_tta": "tab:orange",
     "plain_noflip": "tab:brown",
     "truth": "0.5",
 }
@@ -192,11 +190,9 @@ red (orange with test-time flip averaging, brown without flip augmentation)."""
 
 
 def model_colour(name: str) -> str | None:
-    """The colour of a model's curves by its name (e.g. ``"chiral"``, ``"plain_tta"``,
-    ``"plain w/ aug + TTA"``); None (matplotlib's next colour) for other names."""
-    key = name.lower().replace(" w/o aug", "_noflip").replace(" w/ aug", "_aug")
-    key = key.replace(" + tta", "_tta").replace(" ", "_")
-    return MODEL_COLOURS.get(key)
+    """The colour of a model's curves by its name (e.g. ``"chiral"``, ``"plain_tta"``);
+    None (matplotlib's next colour) for other names."""
+    return MODEL_COLOURS.get(name)
 
 
 def plot_curves(

@@ -624,6 +624,11 @@ class Trainer:
             self._checkpointer.close()
 
 
+def count_params(model: nnx.Module) -> int:
+    """Trainable parameters (for a chiral model: the free ones only)."""
+    return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
 def load_trained(
     run_dir: str | os.PathLike, build: Callable[[dict], nnx.Module], loss_fn: LossFn, task: str
 ) -> tuple[nnx.Module, dict]:

@@ -3,9 +3,11 @@
 - ``generate``: write procedural Penn Action label files (``NNNN.mat``).
 - ``train``: train one forecaster on a labels folder, then score it on the test split.
 - ``evaluate``: score a trained run on a labels folder (optionally with test-time flip).
-- ``experiment``: the paper's Table 3 over several seeds: plain without and with
-  flip augmentation, plain with augmentation plus test-time flip, chiral; prints
-  the mean +- std table and writes results JSON, a PCK plot and an animated GIF.
+- ``experiment``: the paper's Table 3 over several seeds, in the shape every task's
+  comparison has (:mod:`chiral_tasks.common.compare`): chiral, plain trained with
+  flip augmentation (with and without test-time flips), plain without; prints the
+  mean +- std table and the paired differences, and writes results JSON, a PCK plot,
+  learning curves and an animated GIF.
 - ``demo``: ``experiment`` with one seed (data generated when missing).
 
 The options and the run folder's rerun rule are those of every task
@@ -20,8 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
@@ -30,6 +30,7 @@ from chiral_tasks.common.cli import (
     add_run_args,
     add_seeds_arg,
     add_train_args,
+    add_variants_arg,
     config_from_args,
     default_data,
     for_run,
@@ -38,32 +39,19 @@ from chiral_tasks.common.cli import (
     rate,
     seeds_of,
     train_record,
+    variants_of,
 )
-from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
+from chiral_tasks.common.results import write_results
 from chiral_tasks.common.run import (
-    Run,
     check_output,
     environment,
     fingerprint,
-    grid,
     open_run,
-    run_experiment,
 )
-from chiral_tasks.forecasting import plots, synth
+from chiral_tasks.forecasting import experiments, synth
 from chiral_tasks.forecasting import train as fc
-from chiral_tasks.forecasting.penn import PENN_ACTIONS
 
 TASK = "forecasting"
-ROWS = {
-    "plain": "plain w/o aug",
-    "plain_aug": "plain w/ aug",
-    "plain_aug_tta": "plain w/ aug + TTA",
-    "chiral": "chiral",
-}
-"""Result rows: key -> label (Table 3 of the paper)."""
-TABLE_STEPS = (1, 2, 4, 8, 12, 16)
-
-
 # -- shared options -------------------------------------------------------------------
 
 
@@ -209,107 +197,22 @@ def cmd_evaluate(args) -> None:
     print(f"wrote {out}")
 
 
-def _flat(results: dict) -> dict:
-    out = {f"step_{s + 1}": v for s, v in enumerate(results["pck"])}
-    out["avg"] = results["pck_avg"]
-    return out
-
-
-def _table(summary: dict) -> str:
-    records = []
-    for row, label in ROWS.items():
-        stats = summary[row]
-        record = {"model": label}
-        for key in [f"step_{s}" for s in TABLE_STEPS] + ["avg"]:
-            mean, std, n = stats[key]["mean"], stats[key]["std"], stats[key]["n"]
-            record[key] = f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
-        records.append(record)
-    columns = {"model": "model", **{f"step_{s}": str(s) for s in TABLE_STEPS}, "avg": "avg"}
-    return format_table(records, columns)
-
-
-def _gif(folder: Path, seed: int, test) -> Path:
-    """Animate the chiral and augmented plain forecasts of one lively test sample."""
-    models = {ROWS[v]: fc.load_run(folder / f"{v}_seed{seed}")[0] for v in ("chiral", "plain_aug")}
-    motion = np.linalg.norm(test.future[:, -1] - test.observed[:, -1], axis=-1).mean(-1)
-    index = int(np.argsort(motion)[int(0.9 * (len(motion) - 1))])
-    sample = fc.ForecastSamples(
-        *(getattr(test, f.name)[index : index + 1] for f in dataclasses.fields(test))
-    )
-    forecasts = {name: fc.forecast(m, sample)[0] for name, m in models.items()}
-    path = folder / "forecast.gif"
-    plots.animate_forecast(
-        path, sample.observed[0], sample.future[0], forecasts, sample.future_visible[0],
-        title=PENN_ACTIONS[int(sample.action[0])],
-    )  # fmt: skip
-    return path
-
-
-def _variant_settings(variant: str) -> dict:
-    chiral, augment = fc.VARIANTS[variant]
-    return {"model": {"chiral": chiral}, "augment": augment}
-
-
 def run_experiment_command(args, seeds: list[int]) -> dict:
-    """Every variant at every seed in the experiment folder ``--out``; writes its
-    ``results.json``, ``pck.png`` and ``forecast.gif``; prints the table."""
+    """The comparison of :mod:`chiral_tasks.forecasting.experiments` in ``--out``;
+    prints the table."""
     model_config = _model_config(args, chiral=True)
     config = _train_config(args)
+    variants = variants_of(args, experiments.TRAINED)
     train, test, data = _samples(args, generate=True)
     print(f"{len(train)} train and {len(test)} test samples from {args.data}", flush=True)
-    shared = {
-        "task": TASK,
-        "data": data,
-        "model": dataclasses.asdict(model_config),
-        "train": train_record(config),
-        "augment": False,
-        "max_steps": args.max_steps,
-    }
-
-    def run_one(run: Run, params: dict) -> dict:
-        variant, seed = params["variant"], params["seed"]
-        chiral, augment = fc.VARIANTS[variant]
-        model, history = fc.train_model(
-            train, dataclasses.replace(model_config, chiral=chiral),
-            for_run(dataclasses.replace(config, seed=seed), run, f"{variant} seed {seed}"),
-            augment=augment, resume=run.resume, max_steps=args.max_steps,
-        )  # fmt: skip
-        results = {"history": history, **fc.evaluate(model, test)}
-        if variant == "plain_aug":
-            results["tta"] = fc.evaluate(model, test, tta=True)
-        return results
-
-    top, cells = run_experiment(
-        args.out, shared, grid(seeds, list(fc.VARIANTS), _variant_settings), run_one,
-        resume=args.resume, overwrite=args.overwrite,
+    results = experiments.compare(
+        train, test, model_config, config, Path(args.out), seeds, data=data,
+        variants=variants, resume=args.resume, overwrite=args.overwrite,
+        max_steps=args.max_steps,
     )  # fmt: skip
-    if top.done:
-        results = top.results
-    else:
-        rows = {}
-        for seed in seeds:
-            per_variant = {v: cells[f"{v}_seed{seed}"] for v in fc.VARIANTS}
-            per_variant["plain_aug_tta"] = per_variant["plain_aug"]["tta"]
-            rows[str(seed)] = {row: _flat(per_variant[row]) for row in ROWS}
-        summary = mean_std_over_seeds(list(rows.values()))
-        plots.plot_pck(
-            top.folder / "pck.png",
-            {
-                ROWS[row]: (
-                    np.array([summary[row][f"step_{s + 1}"]["mean"] for s in range(16)]),
-                    None,
-                )
-                for row in ROWS
-            },
-        )
-        _gif(top.folder, seeds[0], test)
-        results = top.finish(
-            {"samples": {"train": len(train), "test": len(test)}, "rows": ROWS,
-             "per_seed": rows, "summary": summary},
-            outputs=["pck.png", "forecast.gif"],
-        )  # fmt: skip
-    print(_table(results["summary"]))
-    print(f"results in {top.folder / 'results.json'}, figures pck.png and forecast.gif there")
+    print(experiments.format_comparison(results))
+    print(f"results in {Path(args.out) / 'results.json'}; figures pck.png, "
+          "learning_curves.png and forecast.gif there")  # fmt: skip
     return results
 
 
@@ -348,13 +251,14 @@ def register(subparsers) -> None:
     add_overwrite_arg(p)
 
     for name, func, help in (
-        ("experiment", cmd_experiment, "Table 3 over seeds: plain, plain+aug, +TTA, chiral"),
-        ("demo", cmd_demo, "generate data if missing, train plain and chiral, compare"),
+        ("demo", cmd_demo, "generate data if missing, train chiral and plain, compare them"),
+        ("experiment", cmd_experiment, "chiral vs plain vs plain+TTA over several seeds"),
     ):
         p = add_command(subparsers, name, func, help)
         _add_data_args(p, generated=True)
         if name == "experiment":
             add_seeds_arg(p)
+        add_variants_arg(p, experiments.TRAINED)
         _add_model_args(p)
         add_run_args(p, TASK, name)
         add_train_args(p)

@@ -9,20 +9,9 @@ import numpy as np
 
 from chiral_jax.skeletons import PENN_ACTION_13
 from chiral_tasks.common.files import atomic_path
-from chiral_tasks.common.results import MODEL_COLOURS, model_colour, plot_curves
+from chiral_tasks.common.results import MODEL_COLOURS, model_colour
 
 _BONES = [(p, j) for j, p in enumerate(PENN_ACTION_13.parents) if p >= 0]
-
-
-def plot_pck(path, curves: Mapping[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    """PCK@0.05 (percent) against the future step, one curve per model.
-
-    Args:
-      path: the PNG to write.
-      curves: name -> ``(mean per step [S], std per step [S] or None)``.
-    """
-    series = {name: (np.arange(1, len(mean) + 1), mean) for name, (mean, _) in curves.items()}
-    plot_curves(path, series, "future step", "PCK@0.05 (%)", "Pose forecasting")
 
 
 def animate_forecast(

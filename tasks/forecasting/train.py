@@ -2,9 +2,8 @@
 
 A run folder (:mod:`chiral_tasks.common.run`) holds ``run.json`` (the model and
 training settings), the checkpoints of :class:`chiral_tasks.common.train.Trainer`
-under ``checkpoints/`` and, once evaluated, ``results.json``. The three trained
-variants of the paper's Table 3 are :data:`VARIANTS`; test-time flip augmentation is
-an evaluation option on top of a trained plain model.
+under ``checkpoints/`` and, once evaluated, ``results.json``. Test-time flip
+augmentation is an evaluation option (``tta=True``).
 """
 
 from __future__ import annotations
@@ -29,13 +28,6 @@ from chiral_tasks.forecasting.model import (
     forecast_loss,
 )
 from chiral_tasks.forecasting.penn import ForecastSamples, load_penn_action, make_samples
-
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "plain": (False, False),
-    "plain_aug": (False, True),
-    "chiral": (True, False),
-}
-"""Variant name -> (chiral model, flip augmentation in training)."""
 
 QUICK = TrainConfig(
     epochs=4, batch_size=256, lr=5e-3, lr_decay=0.95, lr_decay_every=2, clip_norm=5.0

@@ -18,6 +18,7 @@ from chiral_tasks.common.cli import (
     add_run_args,
     add_seeds_arg,
     add_train_args,
+    add_variants_arg,
     config_from_args,
     default_data,
     generate_if_missing,
@@ -27,7 +28,9 @@ from chiral_tasks.common.cli import (
     rate,
     seeds_of,
     train_record,
+    variants_of,
 )
+from chiral_tasks.common.compare import TRAINED
 from chiral_tasks.common.files import refuse_existing
 from chiral_tasks.common.results import write_results
 from chiral_tasks.common.run import check_output, environment, fingerprint, open_run
@@ -75,7 +78,9 @@ def _add_split_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--test-subjects", nargs="+", help="default: the protocol's")
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, *, one_model: bool) -> None:
+    """The model options; ``--even-activation`` only for one model (an experiment's
+    models set their own)."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--arch",
@@ -98,7 +103,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dropout", type=rate, help="dropout rate (conv 0.25, transformer 0.1)")
     group.add_argument("--causal", action="store_true", help="conv net: causal (real-time)")
-    add_even_activation_arg(group, channels="conv net's hidden channels")
+    if one_model:
+        add_even_activation_arg(group, channels="conv net's hidden channels")
     group.add_argument(
         "--frames", type=positive_int, help="transformer: clip length (quick 27, --paper 243)"
     )
@@ -128,7 +134,7 @@ _ARCH_OPTIONS = {
 def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConfig:
     base, _ = defaults(args.arch, args.paper)
     for arch, options in _ARCH_OPTIONS.items():
-        given = [o for o in options if getattr(args, o) not in (None, False)]
+        given = [o for o in options if getattr(args, o, None) not in (None, False)]
         if arch != args.arch and given:
             flag = "--" + given[0].replace("_", "-")
             raise UsageError(f"{flag} is an option of --arch {arch}, not {args.arch}")
@@ -138,7 +144,7 @@ def _model_config(args: argparse.Namespace, *, chiral: bool = True) -> ModelConf
         "dropout": args.dropout,
         "causal": args.causal or None,
         "impl": args.impl,
-        "even_activation": args.even_activation,
+        "even_activation": getattr(args, "even_activation", None),
         "frames": args.frames,
         "depth": args.depth,
         "heads": args.heads,
@@ -319,17 +325,25 @@ def _experiment_inputs(args: argparse.Namespace):
 
 
 def _compare(args: argparse.Namespace, seeds: list[int]) -> None:
+    variants = variants_of(args, TRAINED)
+    if args.arch == "transformer" and "chiral_mixed" in variants:
+        if args.variants != list(TRAINED):
+            raise UsageError("the transformer's chiral model is mixed already: no chiral_mixed")
+        variants = tuple(v for v in variants if v != "chiral_mixed")
     dataset, data, model_config, train_config = _experiment_inputs(args)
     results = experiments.compare(
         dataset, model_config, train_config, Path(args.out), seeds, data=data,
-        resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
+        variants=variants, resume=args.resume, overwrite=args.overwrite,
+        max_steps=args.max_steps,
     )  # fmt: skip
     print(experiments.format_comparison(results))
-    print(
-        f"MPJPE of chiral + flip TTA differs from chiral's by at most "
-        f"{results['max_chiral_tta_difference_mm']:.2e} mm (exact equivariance)"
-    )
-    print(f"results in {Path(args.out) / 'results.json'}, figure {args.out}/lifting_pose.png")
+    if results["max_chiral_tta_difference"] is not None:
+        print(
+            f"MPJPE of chiral + flip TTA differs from chiral's by at most "
+            f"{results['max_chiral_tta_difference']:.2e} mm (exact equivariance)"
+        )
+    print(f"results in {Path(args.out) / 'results.json'}; figures lifting_pose.png and "
+          "learning_curves.png there")  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -464,7 +478,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_dataset_args(p)
     _add_split_args(p)
     add_model_choice(p)
-    _add_model_args(p)
+    _add_model_args(p, one_model=True)
     p.add_argument("--no-flip", action="store_true", help="no flip augmentation")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     add_run_args(p, TASK, "train")
@@ -489,9 +503,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):  # fmt: skip
         p = add_command(subparsers, name, func, help_text)
         _add_dataset_args(p, generated=True)
-        _add_model_args(p)
+        _add_model_args(p, one_model=False)
         if name == "experiment":
             add_seeds_arg(p)
+        if name != "limited-data":
+            add_variants_arg(p, TRAINED)
         add_run_args(p, TASK, name)
         add_train_args(p)
 

@@ -2,13 +2,9 @@
 
 :func:`compare` trains, per seed and on the same data, the variants of
 :func:`trained_variants` on the protocol's training subjects and scores them on the
-test subjects: chiral (one pass), chiral with mixed activations (conv net), plain
-trained with flip augmentation (VideoPose3D's default) with one pass and with flip
-test-time augmentation (two passes), and plain trained without augmentation. Chiral
-with TTA must equal chiral (the model is exactly equivariant; the largest difference
-is recorded). Per-seed differences of MPJPE come with a paired bootstrap interval
-(:data:`DIFFERENCES`). :func:`limited_data` repeats the chiral/plain pair on growing
-training sets (the paper's Fig. 4).
+test subjects, in the shape of :mod:`chiral_tasks.common.compare` (the plain model is
+trained with flip augmentation, VideoPose3D's default). :func:`limited_data` repeats
+the chiral/plain pair on growing training sets (the paper's Fig. 4).
 """
 
 from __future__ import annotations
@@ -21,12 +17,14 @@ import numpy as np
 
 from chiral_jax.skeletons import Skeleton
 from chiral_tasks.common.cli import for_run, train_record
-from chiral_tasks.common.results import (
-    format_table,
-    mean_std_over_seeds,
-    paired_difference,
-    plot_curves,
+from chiral_tasks.common.compare import (
+    MIXED_EVEN_ACTIVATION,
+    curves,
+    format_text,
+    markdown,
+    summarise,
 )
+from chiral_tasks.common.results import format_table, plot_curves
 from chiral_tasks.common.run import Run, grid, run_experiment
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
@@ -42,11 +40,8 @@ from chiral_tasks.lifting.train import (
     train,
 )
 
-TRAINED = ("chiral", "plain")
+LIMITED_MODELS = ("chiral", "plain")
 """The models of the limited-data runs."""
-REPORTED = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
-MIXED_EVEN_ACTIVATION = "relu"
-"""The function of the chiral_mixed model's positive hidden channels (the plain one's)."""
 
 
 def trained_variants(model_config: ModelConfig) -> dict[str, dict]:
@@ -62,14 +57,9 @@ def trained_variants(model_config: ModelConfig) -> dict[str, dict]:
     return variants
 
 
-DIFFERENCES = (
-    ("chiral", "plain_tta"),
-    ("chiral", "plain"),
-    ("chiral", "plain_noflip"),
-    ("chiral_mixed", "chiral"),
-    ("chiral_mixed", "plain_tta"),
-)
-"""The paired MPJPE differences reported (where both variants ran, with 2+ seeds)."""
+TABLE_COLUMNS = {"mpjpe": "MPJPE mm", "p_mpjpe": "P-MPJPE mm", "n_mpjpe": "N-MPJPE mm",
+                 "mpjve": "MPJVE mm/frame"}  # fmt: skip
+"""The metrics of the comparison table (MPJPE is the headline)."""
 
 
 def fit(
@@ -101,74 +91,15 @@ def fit(
 
 
 def score_model(trained: TrainedModel, test: Sequences) -> dict:
-    """A trained model's scores on ``test``: one pass, and with flip TTA (for the plain
-    model, a row of the table; for the chiral one, the equivariance check)."""
-    one_pass = evaluate(trained.model, test)
-    tta = evaluate(trained.model, test, tta=True)
+    """A trained model's cell results (:mod:`chiral_tasks.common.compare`): its scores
+    on ``test`` in one pass and with flip TTA."""
     return {
-        "test": one_pass,
-        "test_tta": tta,
-        "tta_minus_one_pass_mm": abs(tta["mpjpe"] - one_pass["mpjpe"]),
+        "test": evaluate(trained.model, test),
+        "test_tta": evaluate(trained.model, test, tta=True),
         "params": trained.model.num_params,
         "history": trained.history,
         "train_seconds": trained.seconds,
     }
-
-
-def _rows(variants: Sequence[str]) -> list[tuple[str, str, str]]:
-    """``(row, trained variant, result key)``: each trained model, and plain with TTA
-    after plain."""
-    out = []
-    for variant in variants:
-        out.append((variant, variant, "test"))
-        if variant == "plain":
-            out.append(("plain_tta", "plain", "test_tta"))
-    return out
-
-
-def per_seed(cells: dict[str, dict], row: tuple[str, str, str], seeds: Sequence[int]):
-    """One row's reported metrics for each seed."""
-    _, source, key = row
-    return [{k: cells[f"{source}_seed{s}"][key][k] for k in REPORTED} for s in seeds]
-
-
-def summary_rows(cells: dict[str, dict], variants: Sequence[str], seeds: Sequence[int]):
-    """Table rows ``{model, passes, params, seeds, <metric>: {"mean", "std", "n"}}``."""
-    rows = []
-    for row in _rows(variants):
-        runs = per_seed(cells, row, seeds)
-        name, source, key = row
-        entry = {"model": name, "passes": 2 if key == "test_tta" else 1}
-        entry["params"] = cells[f"{source}_seed{seeds[0]}"]["params"]
-        entry["seeds"] = len(runs)
-        rows.append({**entry, **mean_std_over_seeds(runs)})
-    return rows
-
-
-def differences(cells: dict[str, dict], variants: Sequence[str], seeds: Sequence[int]):
-    """``{"a - b": paired_difference of MPJPE}`` for :data:`DIFFERENCES` (2+ seeds)."""
-    rows = {name: row for name, *row in ((r[0], *r) for r in _rows(variants))}
-    if len(seeds) < 2:
-        return {}
-    out = {}
-    for a, b in DIFFERENCES:
-        if a in rows and b in rows:
-            mpjpe_a = [r["mpjpe"] for r in per_seed(cells, rows[a], seeds)]
-            mpjpe_b = [r["mpjpe"] for r in per_seed(cells, rows[b], seeds)]
-            out[f"{a} - {b}"] = paired_difference(mpjpe_a, mpjpe_b)
-    return out
-
-
-TABLE_COLUMNS = {
-    "model": "model",
-    "passes": "passes",
-    "params": "params",
-    "mpjpe": "MPJPE mm",
-    "p_mpjpe": "P-MPJPE mm",
-    "n_mpjpe": "N-MPJPE mm",
-    "mpjve": "MPJVE mm/frame",
-    "seeds": "seeds",
-}
 
 
 def draw_test_pose(chiral, plain, dataset, test_subjects, path: Path) -> None:
@@ -209,12 +140,14 @@ def compare(
     seeds: Sequence[int],
     *,
     data: dict,
+    variants: Sequence[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     max_steps: int | None = None,
 ) -> dict:
-    """Train and score chiral and plain for every seed in the experiment folder ``out``
-    (the rerun rule of :mod:`chiral_tasks.common.run`); return the results.
+    """Train and score ``variants`` (default: all of :func:`trained_variants`) for every
+    seed in the experiment folder ``out`` (the rerun rule of
+    :mod:`chiral_tasks.common.run`); return the results.
 
     ``data`` identifies the dataset in the run config (its fingerprint).
     """
@@ -232,7 +165,13 @@ def compare(
         "max_steps": max_steps,
     }
 
-    variants = trained_variants(model_config)
+    available = trained_variants(model_config)
+    if variants is None:
+        variants = tuple(available)
+    unknown = [v for v in variants if v not in available]
+    if unknown:
+        raise ValueError(f"no {unknown[0]} model for the {model_config.arch} architecture")
+    variants = {name: available[name] for name in variants}
 
     def run_one(run: Run, params: dict) -> dict:
         variant = variants[params["variant"]]
@@ -251,12 +190,15 @@ def compare(
     )
     if top.done:
         return top.results
-    chiral, plain = (load_model(top.folder / f"{v}_seed{seeds[0]}" / "model").model
-                     for v in ("chiral", "plain"))  # fmt: skip
-    draw_test_pose(chiral, plain, dataset, test_subjects, top.folder / "lifting_pose.png")
+    outputs = ["learning_curves.png"]
+    if {"chiral", "plain"} <= set(variants):
+        chiral, plain = (load_model(top.folder / f"{v}_seed{seeds[0]}" / "model").model
+                         for v in ("chiral", "plain"))  # fmt: skip
+        draw_test_pose(chiral, plain, dataset, test_subjects, top.folder / "lifting_pose.png")
+        outputs.append("lifting_pose.png")
     plot_curves(
         top.folder / "learning_curves.png",
-        {name: _curve(cells, name, seeds[0]) for name in variants},
+        curves(cells, tuple(variants), seeds[0], "mpjpe_mm"),
         xlabel="epoch",
         ylabel="training MPJPE (mm)",
         title=f"Training loss, seed {seeds[0]}",
@@ -264,20 +206,10 @@ def compare(
     results = {
         "dataset": dataset.name,
         "seeds": list(seeds),
-        "table": summary_rows(cells, tuple(variants), seeds),
-        "differences": differences(cells, tuple(variants), seeds),
+        **summarise(cells, tuple(variants), seeds, keys=tuple(TABLE_COLUMNS), metric="mpjpe"),
         "per_seed": cells,
-        "max_chiral_tta_difference_mm": max(
-            cells[f"chiral_seed{s}"]["tta_minus_one_pass_mm"] for s in seeds
-        ),
     }
-    return top.finish(results, outputs=["lifting_pose.png", "learning_curves.png"])
-
-
-def _curve(cells: dict, variant: str, seed: int) -> tuple[list[int], list[float]]:
-    """``(epochs, training MPJPE in mm)`` of one run's history."""
-    history = cells[f"{variant}_seed{seed}"]["history"]
-    return [h["epoch"] for h in history], [h["mpjpe_mm"] for h in history]
+    return top.finish(results, outputs=outputs)
 
 
 LIMITED_SETTINGS = (
@@ -336,7 +268,7 @@ def limited_data(
             "model": {"chiral": variant == "chiral"},
         }
         for label, _, _ in LIMITED_SETTINGS
-        for variant in TRAINED
+        for variant in LIMITED_MODELS
     }
 
     def run_one(run: Run, params: dict) -> dict:
@@ -360,7 +292,7 @@ def limited_data(
     rows = []
     for label, _, _ in LIMITED_SETTINGS:
         row = {"setting": label, "frames": sets[label].num_frames, "repeats": repeats[label]}
-        for variant in TRAINED:
+        for variant in LIMITED_MODELS:
             test_result = results[f"{_setting_folder(label)}_{variant}"]["test"]
             row[f"{variant}_mpjpe"] = test_result["mpjpe"]
             row[f"{variant}_p_mpjpe"] = test_result["p_mpjpe"]
@@ -368,7 +300,7 @@ def limited_data(
     frames = [r["frames"] for r in rows]
     plot_curves(
         top.folder / "limited_data.png",
-        {name: (frames, [r[f"{name}_mpjpe"] for r in rows]) for name in TRAINED},
+        {name: (frames, [r[f"{name}_mpjpe"] for r in rows]) for name in LIMITED_MODELS},
         xlabel="training frames (all camera views)",
         ylabel="MPJPE (mm)",
         title="Limited training data",
@@ -389,66 +321,18 @@ LIMITED_COLUMNS = {
 }
 
 
-def _mean_std(stats: dict) -> str:
-    spread = f" ± {stats['std']:.1f}" if stats["n"] > 1 else ""
-    return f"{stats['mean']:.1f}{spread}"
-
-
 def format_comparison(results: dict) -> str:
-    """The comparison table as text (``mean ± std`` over seeds), then the paired
-    differences of MPJPE with their 95 % bootstrap intervals."""
-    rows = [{**row, **{k: _mean_std(row[k]) for k in REPORTED}} for row in results["table"]]
-    lines = [format_table(rows, TABLE_COLUMNS)]
-    for name, d in results.get("differences", {}).items():
-        low, high = d["ci95"]
-        lines.append(
-            f"MPJPE {name}: {d['mean']:+.1f} mm (per-seed std {d['std']:.1f}, 95% bootstrap "
-            f"interval [{low:+.1f}, {high:+.1f}], {d['n']} seeds)"
-        )
-    return "\n".join(lines)
-
-
-_MARKDOWN_METRICS = {"mpjpe": "MPJPE mm", "p_mpjpe": "P-MPJPE mm", "n_mpjpe": "N-MPJPE mm",
-                     "mpjve": "MPJVE mm/frame"}  # fmt: skip
+    """The comparison table as text, then the paired MPJPE differences."""
+    return format_text(results, TABLE_COLUMNS, label="MPJPE", unit="mm")
 
 
 def markdown_comparison(results: dict) -> str:
-    """The results of :func:`compare` (a ``results.json``) as Markdown: the table (mean ±
-    std over seeds, the best mean in bold), the paired MPJPE differences with their
-    bootstrap intervals, and where the numbers come from."""
-    table = results["table"]
-    best = {k: min(row[k]["mean"] for row in table) for k in _MARKDOWN_METRICS}
-    header = ["model", "passes", "params", *_MARKDOWN_METRICS.values()]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table:
-        cells = [row["model"], str(row["passes"]), f"{row['params']:,}"]
-        for k in _MARKDOWN_METRICS:
-            text = _mean_std(row[k])
-            cells.append(f"**{text}**" if row[k]["mean"] == best[k] else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    diffs = results.get("differences", {})
-    if diffs:
-        lines += ["", "Paired MPJPE differences (mm; mean over seeds, per-seed std, 95 % "
-                  "bootstrap interval of the mean):", ""]  # fmt: skip
-        for name, d in diffs.items():
-            low, high = d["ci95"]
-            lines.append(
-                f"- {name.replace(' - ', ' − ')}: {d['mean']:+.1f} (std {d['std']:.1f}; "
-                f"[{low:+.1f}, {high:+.1f}])"
-            )
-    config, env = results["config"], results["environment"]
+    """The results of :func:`compare` (a ``results.json``) as Markdown."""
+    config = results["config"]
     train, model = config["train"], config["model"]
-    # Files written before the seeds were recorded name them in their cells.
-    seeds = results.get("seeds") or sorted({int(c.rsplit("_seed", 1)[1]) for c in config["cells"]})
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
-    lines += ["", (
-        f"Seeds {', '.join(map(str, seeds))}; {model.get('arch', 'temporal')} model, "
-        f"{train['epochs']} epochs, batch {train['batch_size']}; chiral + TTA differs from "
-        f"chiral by at most {results['max_chiral_tta_difference_mm']:.1e} mm. "
-        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
-        f"in all; {versions}."
-    )]  # fmt: skip
-    return "\n".join(lines)
+    setting = f"{model['arch']} model, {train['epochs']} epochs, batch {train['batch_size']}"
+    return markdown(results, TABLE_COLUMNS, higher_is_better=False, label="MPJPE", unit="mm",
+                    setting=setting)  # fmt: skip
 
 
 def markdown_limited(results: dict) -> str:

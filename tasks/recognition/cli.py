@@ -2,8 +2,9 @@
 
 Commands: ``generate`` (the procedural dataset), ``train``, ``evaluate``, ``demo``
 (generate if missing, train chiral and plain, compare) and ``experiment`` (the same
-over several seeds, mean +- std). The options and the run folder's rerun rule are
-those of every task (:mod:`chiral_tasks.common.cli`, :mod:`chiral_tasks.common.run`).
+over several seeds: the comparison of :mod:`chiral_tasks.recognition.experiments`).
+The options and the run folder's rerun rule are those of every task
+(:mod:`chiral_tasks.common.cli`, :mod:`chiral_tasks.common.run`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chiral_tasks.common.cli import (
     add_run_args,
     add_seeds_arg,
     add_train_args,
+    add_variants_arg,
     config_from_args,
     default_data,
     for_run,
@@ -31,18 +33,17 @@ from chiral_tasks.common.cli import (
     probability,
     seeds_of,
     train_record,
+    variants_of,
 )
-from chiral_tasks.common.results import format_table, mean_std_over_seeds, write_results
+from chiral_tasks.common.results import write_results
 from chiral_tasks.common.run import (
-    Run,
     check_output,
     environment,
     fingerprint,
-    grid,
     open_run,
-    run_experiment,
 )
 from chiral_tasks.recognition import data as data_io
+from chiral_tasks.recognition import experiments
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.model import CPU_WIDTHS, PAPER_WIDTHS, ModelConfig
 from chiral_tasks.recognition.synth import SynthConfig, generate
@@ -58,10 +59,6 @@ from chiral_tasks.recognition.train import (
 )
 
 TASK = "recognition"
-MODELS = ("chiral", "plain")
-SUMMARY_KEYS = ("top1", "top5", "mirror_max_abs_diff", "mirror_changed_fraction", "params")
-
-
 # -- arguments -------------------------------------------------------------------------
 
 
@@ -81,7 +78,9 @@ def _add_format_args(parser: argparse.ArgumentParser, *, generated: bool = False
     )
 
 
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
+def _add_model_args(parser: argparse.ArgumentParser, *, one_model: bool) -> None:
+    """The model and augmentation options; ``--even-activation`` and ``--flip`` only
+    for one model (an experiment's models set their own)."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--widths",
@@ -110,15 +109,17 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default=(1 / 3, 1 / 6, 1 / 12),
         help="share of negated dims per joint in each block before the invariance layer",
     )
-    add_even_activation_arg(group, channels="channels before the invariance layer")
+    if one_model:
+        add_even_activation_arg(group, channels="channels before the invariance layer")
     group.add_argument(
         "--window",
         type=positive_int,
         help=f"training crop in frames (default {QUICK_WINDOW}; {PAPER_WINDOW} with --paper)",
     )
-    group.add_argument(
-        "--flip", type=probability, default=0.0, help="probability of mirroring a training clip"
-    )
+    if one_model:
+        group.add_argument(
+            "--flip", type=probability, default=0.0, help="probability of mirroring a training clip"
+        )
 
 
 def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
@@ -130,7 +131,7 @@ def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
             strides=tuple(args.strides),
             invariant_block=args.invariant_block,
             negated_fractions=tuple(args.negated_fractions),
-            even_activation=args.even_activation if chiral else None,
+            even_activation=getattr(args, "even_activation", None) if chiral else None,
         )
     except ValueError as err:
         raise UsageError(str(err)) from err
@@ -138,7 +139,7 @@ def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
 
 def _augment(args) -> Augment:
     window = args.window or (PAPER_WINDOW if args.paper else QUICK_WINDOW)
-    return Augment(window=window, flip=args.flip)
+    return Augment(window=window, flip=getattr(args, "flip", 0.0))
 
 
 def _load(args, split: str) -> data_io.Split:
@@ -158,28 +159,6 @@ def _dataset(args, *, generate_default: bool = False):
     names = data_io.class_names(args.data, top)
     record = {"format": args.format, "fingerprint": fingerprint([folder])}
     return train_split, val_split, names, record
-
-
-def _summary_row(name: str, results: dict) -> dict:
-    row = {"model": name}
-    for key in SUMMARY_KEYS:
-        value = results[key]
-        if key in ("top1", "top5"):
-            spread = f" +- {100 * value['std']:.1f}" if value["n"] > 1 else ""
-            row[key] = f"{100 * value['mean']:.1f}{spread}"
-        else:
-            row[key] = value["mean"]
-    return row
-
-
-TABLE_COLUMNS = {
-    "model": "model",
-    "params": "params",
-    "top1": "top-1 %",
-    "top5": "top-5 %",
-    "mirror_max_abs_diff": "max|dlogits| mirror",
-    "mirror_changed_fraction": "pred. changed by mirror",
-}
 
 
 def _report(name: str, results: dict) -> None:
@@ -269,45 +248,23 @@ def cmd_evaluate(args) -> None:
 
 
 def _run_models(args, seeds: list[int]) -> dict:
-    """Both models at each seed in the experiment folder ``--out``; prints the table."""
+    """The comparison of :mod:`chiral_tasks.recognition.experiments` in ``--out``;
+    prints the table."""
     base = config_from_args(args, QUICK, PAPER)
+    variants = variants_of(args, experiments.TRAINED)
     _model_config(args, 2, True)  # the options checked before any data is generated
     train_split, val_split, names, data = _dataset(args, generate_default=True)
-    model_config = _model_config(args, len(names), True)
-    shared = _run_config(args, data, names, model_config, base)
-
-    def run_one(run: Run, params: dict) -> dict:
-        name, seed = params["variant"], params["seed"]
-        config = for_run(dataclasses.replace(base, seed=seed), run, f"{name} seed {seed}")
-        results = train_and_evaluate(
-            run, train_split, val_split, dataclasses.replace(model_config, chiral=name == "chiral"),
-            config, _augment(args), class_names=names, max_steps=args.max_steps,
-        )  # fmt: skip
-        _report(f"seed {seed} {name}", results)
-        return results
-
-    top, cells = run_experiment(
-        args.out, shared, grid(seeds, MODELS, lambda m: {"model": {"chiral": m == "chiral"}}),
-        run_one, resume=args.resume,
-        overwrite=args.overwrite,
+    results = experiments.compare(
+        train_split, val_split, names, _model_config(args, len(names), True), base,
+        _augment(args), Path(args.out), seeds, data=data, variants=variants,
+        resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
     )  # fmt: skip
-    if top.done:
-        record = top.results
-    else:
-        summary = {
-            name: mean_std_over_seeds(
-                [{k: cells[f"{name}_seed{s}"][k] for k in SUMMARY_KEYS} for s in seeds]
-            )
-            for name in MODELS
-        }
-        record = top.finish({"summary": summary, "per_seed": cells})
-    rows = [_summary_row(name, record["summary"][name]) for name in MODELS]
-    print(format_table(rows, TABLE_COLUMNS, floatfmt=".3g"))
+    print(experiments.format_comparison(results))
     print(
-        f"results in {top.folder / 'results.json'}; confusion matrices: "
-        f"{top.folder}/<model>_seed<k>/confusion.png"
+        f"results in {Path(args.out) / 'results.json'}; learning_curves.png there, confusion "
+        f"matrices in {args.out}/<model>_seed<k>/confusion.png"
     )
-    return record
+    return results
 
 
 def cmd_demo(args) -> None:
@@ -341,7 +298,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     _add_format_args(p)
     add_model_choice(p)
-    _add_model_args(p)
+    _add_model_args(p, one_model=True)
     add_run_args(p, TASK, "train")
     add_train_args(p)
 
@@ -357,13 +314,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_overwrite_arg(p)
 
     for name, func, help_text in (
-        ("demo", cmd_demo, "generate if missing, train chiral and plain, print the table"),
-        ("experiment", cmd_experiment, "train chiral and plain over seeds: mean +- std"),
+        ("demo", cmd_demo, "generate if missing, train chiral and plain, compare them"),
+        ("experiment", cmd_experiment, "chiral vs plain vs plain+TTA over several seeds"),
     ):
         p = add_command(subparsers, name, func, help_text)
         _add_format_args(p, generated=True)
         if name == "experiment":
             add_seeds_arg(p)
-        _add_model_args(p)
+        add_variants_arg(p, experiments.TRAINED)
+        _add_model_args(p, one_model=False)
         add_run_args(p, TASK, name)
         add_train_args(p)

@@ -226,8 +226,3 @@ class SkeletonClassifier(nnx.Module):
 def build(config: ModelConfig, seed: int = 0) -> SkeletonClassifier:
     """The classifier with parameters drawn from ``seed``."""
     return SkeletonClassifier(config, rngs=nnx.Rngs(seed))
-
-
-def count_params(model: nnx.Module) -> int:
-    """Trainable parameters (for a chiral model: the free ones only)."""
-    return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -17,12 +17,12 @@ import optax
 from chiral_tasks.common.data import Batcher
 from chiral_tasks.common.distributed import process_shard
 from chiral_tasks.common.run import Run
-from chiral_tasks.common.train import TrainConfig, Trainer, load_trained, predict
+from chiral_tasks.common.train import TrainConfig, Trainer, count_params, load_trained, predict
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.data import Split
 from chiral_tasks.recognition.kinetics import mirror_clip
 from chiral_tasks.recognition.metrics import confusion_matrix, plot_confusion, topk_accuracy
-from chiral_tasks.recognition.model import ModelConfig, SkeletonClassifier, build, count_params
+from chiral_tasks.recognition.model import ModelConfig, SkeletonClassifier, build
 
 QUICK = TrainConfig(
     epochs=30,
@@ -130,7 +130,8 @@ def evaluate(
     The mirror check runs every clip and its mirror image (``mirror_clip``):
     ``mirror_max_abs_diff`` is ``max |logits(x) - logits(mirror(x))|`` (0 up to float
     rounding for a chiral model) and ``mirror_changed_fraction`` the share of clips
-    whose predicted class changes.
+    whose predicted class changes. ``tta`` holds top-1 / top-5 of the logits averaged
+    over each clip and its mirror (test-time flip augmentation).
     """
     num_classes = model.config.num_classes
     logits = predict_logits(model, split.data, batch_size)
@@ -144,9 +145,15 @@ def evaluate(
         title = f"{kind} model: top-1 {100 * top1:.1f} % on {len(labels)} clips"
         plot_confusion(confusion_png, matrix, list(class_names), title=title)
     diff = np.abs(logits - mirrored)
+    top = min(5, num_classes)
+    averaged = (logits + mirrored) / 2
     return {
         "top1": top1,
-        "top5": topk_accuracy(logits, labels, min(5, num_classes)),
+        "top5": topk_accuracy(logits, labels, top),
+        "tta": {
+            "top1": topk_accuracy(averaged, labels, 1),
+            "top5": topk_accuracy(averaged, labels, top),
+        },
         "clips": len(labels),
         "mirror_max_abs_diff": float(diff.max()),
         "mirror_max_rel_diff": float(diff.max() / max(np.abs(logits).max(), 1e-30)),

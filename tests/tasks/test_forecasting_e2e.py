@@ -67,8 +67,12 @@ def test_demo_writes_table_json_png_and_gif(tmp_path, capsys):
          "--no-progress"]
     )  # fmt: skip
     results = json.loads((out / "results.json").read_text())
-    assert set(results["summary"]) == {"plain", "plain_aug", "plain_aug_tta", "chiral"}
-    assert results["summary"]["chiral"]["avg"]["n"] == 1
-    for name in ("pck.png", "forecast.gif"):
+    table = {row["model"]: row for row in results["table"]}
+    assert list(table) == ["chiral", "plain", "plain_tta", "plain_noflip"]
+    assert table["chiral"]["avg"]["n"] == 1 and table["plain_tta"]["passes"] == 2
+    assert results["differences"] == {}  # one seed: no spread to report
+    # The chiral forecast is equivariant: flip TTA changes nothing.
+    assert results["max_chiral_tta_difference"] < 1e-3
+    for name in ("pck.png", "learning_curves.png", "forecast.gif"):
         assert (out / name).stat().st_size > 1000
-    assert "plain w/ aug + TTA" in capsys.readouterr().out
+    assert "plain_tta" in capsys.readouterr().out

@@ -11,8 +11,8 @@ from flax import nnx
 
 from chiral_jax import ChiralLayout, assert_equivariant
 from chiral_tasks.common.data import Batcher
-from chiral_tasks.common.train import Trainer, with_mode
-from chiral_tasks.recognition.model import INPUT_LAYOUT, ModelConfig, build, count_params
+from chiral_tasks.common.train import Trainer, count_params, with_mode
+from chiral_tasks.recognition.model import INPUT_LAYOUT, ModelConfig, build
 from chiral_tasks.recognition.train import QUICK, loss_fn
 
 SMALL = dict(num_classes=4, widths=(36, 36, 36, 36), strides=(2,), kernel=3)
