@@ -275,6 +275,26 @@ def cmd_experiment(args) -> None:
     _run_models(args, seeds_of(args))
 
 
+def cmd_ablation(args) -> None:
+    """What moves the chiral model's top-1 (:data:`experiments.ABLATIONS`)."""
+    base = config_from_args(args, QUICK, PAPER)
+    seeds = seeds_of(args)
+    _model_config(args, 2, True)  # the options checked before any data is generated
+    out = Path(args.out)
+    identity = {"seeds": seeds, "settings": sorted(experiments.ABLATIONS)}
+    check_output(out / "results.json", identity, overwrite=args.overwrite)
+    train_split, val_split, names, data = _dataset(args, generate_default=True)
+    started = time.perf_counter()
+    results = experiments.ablation(
+        train_split, val_split, names, _model_config(args, len(names), True), base,
+        _augment(args), out, seeds, data=data, resume=args.resume, max_steps=args.max_steps,
+    )  # fmt: skip
+    results.update(wall_seconds=time.perf_counter() - started, environment=environment())
+    write_results(out / "results.json", results)
+    print(experiments.markdown_ablation(results))
+    print(f"results in {out / 'results.json'}; each setting's comparison in {out}/<setting>/")
+
+
 # -- registration ----------------------------------------------------------------------
 
 
@@ -316,12 +336,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, func, help_text in (
         ("demo", cmd_demo, "generate if missing, train chiral and plain, compare them"),
         ("experiment", cmd_experiment, "chiral vs plain vs plain+TTA over several seeds"),
+        ("ablation", cmd_ablation, "what moves the chiral model's top-1 (block, shares, lr...)"),
     ):
         p = add_command(subparsers, name, func, help_text)
         _add_format_args(p, generated=True)
-        if name == "experiment":
+        if name != "demo":
             add_seeds_arg(p)
-        add_variants_arg(p, experiments.TRAINED)
+        if name != "ablation":
+            add_variants_arg(p, experiments.TRAINED)
         _add_model_args(p, one_model=False)
         add_run_args(p, TASK, name)
         add_train_args(p)

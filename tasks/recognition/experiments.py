@@ -23,7 +23,7 @@ from chiral_tasks.common.compare import (
     markdown,
     summarise,
 )
-from chiral_tasks.common.results import plot_curves
+from chiral_tasks.common.results import mean_std_over_seeds, paired_difference, plot_curves
 from chiral_tasks.common.run import Run, grid, run_experiment
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.recognition.augment import Augment
@@ -127,3 +127,90 @@ def markdown_comparison(results: dict) -> str:
         results, TABLE_COLUMNS, higher_is_better=True, label="top-1", unit="points",
         setting=setting, scale=100,
     )  # fmt: skip
+
+
+ABLATIONS: dict[str, tuple[str, dict, dict, tuple[str, ...]]] = {
+    "baseline": ("the comparison's settings", {}, {}, ("chiral", "plain")),
+    "mixed": ("ReLU on the sign-keeping channels before the invariance layer", {}, {},
+              ("chiral_mixed",)),
+    "invariant_block_1": ("invariance layer in block 1 instead of 3",
+                          {"invariant_block": 1, "negated_fractions": (1 / 3,)}, {}, ("chiral",)),
+    "negated_half": ("half of each joint's dims negated before the invariance layer",
+                     {"negated_fractions": (0.5, 0.5, 0.5)}, {}, ("chiral",)),
+    "negated_low": ("negated shares 1/10, 1/20, 1/20 instead of 1/3, 1/6, 1/12",
+                    {"negated_fractions": (0.1, 0.05, 0.05)}, {}, ("chiral",)),
+    "lr_0.05": ("learning rate 0.05 instead of 0.1", {}, {"lr": 0.05}, ("chiral",)),
+    "epochs_60": ("60 epochs, lr x0.1 at 40 and 50 (instead of 30; 20, 25)", {},
+                  {"epochs": 60, "lr_steps": (40, 50)}, ("chiral", "plain")),
+}  # fmt: skip
+"""What might move the chiral model's top-1: setting -> (description, ModelConfig
+changes, TrainConfig changes, models trained)."""
+
+
+def ablation(
+    train_split: Split,
+    val_split: Split,
+    class_names: Sequence[str],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    augment: Augment,
+    out: Path,
+    seeds: Sequence[int],
+    *,
+    data: dict,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> dict:
+    """Every setting of :data:`ABLATIONS` as a :func:`compare` in ``out/<setting>`` (the
+    rerun rule applies to each); returns the rows: per setting and model the top-1
+    over ``seeds`` and its paired difference from the baseline's model of its kind
+    (chiral or plain)."""
+    summaries = {}
+    for name, (_, model_changes_, train_changes, variants) in ABLATIONS.items():
+        summaries[name] = compare(
+            train_split, val_split, class_names,
+            dataclasses.replace(model_config, **model_changes_),
+            dataclasses.replace(train_config, **train_changes),
+            augment, out / name, seeds, data=data, variants=variants,
+            resume=resume, max_steps=max_steps,
+        )  # fmt: skip
+    baseline = summaries["baseline"]["per_seed"]
+    rows = []
+    for name, (description, *_, variants) in ABLATIONS.items():
+        cells = summaries[name]["per_seed"]
+        for variant in variants:
+            top1 = [cells[f"{variant}_seed{s}"]["test"]["top1"] for s in seeds]
+            reference = "plain" if variant == "plain" else "chiral"
+            row = {"setting": name, "description": description, "model": variant,
+                   "top1": mean_std_over_seeds([{"v": v} for v in top1])["v"]}  # fmt: skip
+            if (name, variant) != ("baseline", reference) and len(seeds) > 1:
+                base = [baseline[f"{reference}_seed{s}"]["test"]["top1"] for s in seeds]
+                row["minus_baseline"] = paired_difference(top1, base)
+                row["reference"] = reference
+            rows.append(row)
+    return {"seeds": list(seeds), "rows": rows, "settings": sorted(ABLATIONS)}
+
+
+def markdown_ablation(results: dict) -> str:
+    """The results of :func:`ablation` as Markdown: top-1 (%) per setting and model, and
+    the paired difference from the baseline's model of the same kind."""
+    lines = ["| setting | model | top-1 % | − baseline (points, 95 % interval) |",
+             "|---|---|---|---|"]  # fmt: skip
+    for row in results["rows"]:
+        top1 = row["top1"]
+        text = f"{100 * top1['mean']:.1f} ± {100 * top1['std']:.1f}"
+        diff = row.get("minus_baseline")
+        if diff:
+            low, high = (100 * v for v in diff["ci95"])
+            change = f"{100 * diff['mean']:+.1f} [{low:+.1f}, {high:+.1f}] vs {row['reference']}"
+        else:
+            change = "-"
+        lines.append(f"| {row['description']} | {row['model']} | {text} | {change} |")
+    env = results["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
+    lines += ["", (
+        f"Seeds {', '.join(map(str, results['seeds']))}, paired by seed; "
+        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
+        f"in all (settings run earlier are reused); {versions}."
+    )]  # fmt: skip
+    return "\n".join(lines)

@@ -195,6 +195,7 @@ class _Stack(nnx.Module):
         return self.c(jnp.tanh(self.b(jnp.tanh(self.a(x)))))
 
 
+@pytest.mark.slow  # float32 equivariance of the same layers runs by default
 def test_bfloat16_chiral_layers_stay_equivariant_to_the_stated_tolerance():
     l2, l3 = H36M_17.layout(2), H36M_17.layout(3)
     rngs = nnx.Rngs(3)

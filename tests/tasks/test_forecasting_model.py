@@ -66,6 +66,7 @@ def test_teacher_forcing_reads_the_truth_and_dropout_is_off_in_eval():
     np.testing.assert_array_equal(run(batch["observed"]), free)
 
 
+@pytest.mark.slow  # the cells' own gate test runs by default (test_recurrent.py)
 def test_gradients_reach_every_gate_of_every_lstm_layer():
     model = with_mode(_model(chiral=True), train=False)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -92,6 +93,7 @@ def test_gradients_reach_every_gate_of_every_lstm_layer():
                 assert np.abs(np.asarray(linear.dense_kernel()[0])).max() > 0, part
 
 
+@pytest.mark.slow  # training is also checked by the lifting and recognition defaults
 def test_a_few_training_steps_lower_the_loss():
     batch = _batch(n=64)
     config = TrainConfig(epochs=6, batch_size=64, lr=5e-3, clip_norm=5.0, progress=False)

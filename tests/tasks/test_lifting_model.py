@@ -203,6 +203,7 @@ def test_even_odd_model_equivariant_under_jit_and_vmap(chiral_model):
     assert_equivariant(_pure(_train_mode(twin), strided=True), L2, L3, WINDOWS)
 
 
+@pytest.mark.slow  # the library's dropout tests run by default
 def test_even_odd_dropout_masks_joint_basis_channels():
     """Dropout in the even/odd form drops joint-basis activations: some pose channels of
     the first hidden layer are exactly zero, as with plain dropout."""
