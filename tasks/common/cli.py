@@ -194,6 +194,15 @@ def add_even_activation_arg(group, *, channels: str) -> None:
     )
 
 
+def add_flip_arg(parser: argparse.ArgumentParser) -> None:
+    """``--flip`` / ``--no-flip``: flip augmentation when training one model (on by
+    default: each training sample is mirrored with probability 1/2)."""
+    parser.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=True,
+        help="mirror a random half of the training samples (flip augmentation)",
+    )  # fmt: skip
+
+
 def add_model_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", choices=("chiral", "plain"), default="chiral", help="which network to train"

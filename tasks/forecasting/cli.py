@@ -25,6 +25,7 @@ from pathlib import Path
 from chiral_tasks.common.cli import (
     UsageError,
     add_command,
+    add_flip_arg,
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
@@ -159,7 +160,7 @@ def cmd_train(args) -> None:
             "data": data,
             "model": dataclasses.asdict(model_config),
             "train": train_record(config),
-            "augment": args.augment,
+            "augment": args.flip,
             "max_steps": args.max_steps,
         },
         resume=args.resume,
@@ -168,7 +169,7 @@ def cmd_train(args) -> None:
     results = run.results
     if results is None:
         model, history = fc.train_model(
-            train, model_config, for_run(config, run, args.model), augment=args.augment,
+            train, model_config, for_run(config, run, args.model), augment=args.flip,
             resume=run.resume, max_steps=args.max_steps,
         )  # fmt: skip
         results = run.finish({"history": history, **fc.evaluate(model, test)})
@@ -238,7 +239,7 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "train", cmd_train, "train one forecaster and score it")
     _add_data_args(p)
     add_model_choice(p)
-    p.add_argument("--augment", action="store_true", help="random flips in training")
+    add_flip_arg(p)
     _add_model_args(p)
     add_run_args(p, TASK, "train")
     add_train_args(p)

@@ -13,6 +13,7 @@ from chiral_tasks.common.cli import (
     UsageError,
     add_command,
     add_even_activation_arg,
+    add_flip_arg,
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
@@ -260,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "test_subjects": test_subjects,
         "model": dataclasses.asdict(model_config),
         "train": train_record(train_config),
-        "flip": not args.no_flip,
+        "flip": args.flip,
         "tta": args.tta,
         "max_steps": args.max_steps,
     }
@@ -271,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if results is None:
         trained = experiments.fit(
             run, sequences, dataset.skeleton_2d, dataset.skeleton, model_config, train_config,
-            label=args.model, flip=not args.no_flip, max_steps=args.max_steps,
+            label=args.model, flip=args.flip, max_steps=args.max_steps,
         )  # fmt: skip
         record = {
             "params": trained.model.num_params,
@@ -479,7 +480,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_split_args(p)
     add_model_choice(p)
     _add_model_args(p, one_model=True)
-    p.add_argument("--no-flip", action="store_true", help="no flip augmentation")
+    add_flip_arg(p)
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     add_run_args(p, TASK, "train")
     add_train_args(p)

@@ -19,6 +19,7 @@ from chiral_tasks.common.cli import (
     add_command,
     add_data_args,
     add_even_activation_arg,
+    add_flip_arg,
     add_model_choice,
     add_overwrite_arg,
     add_run_args,
@@ -117,9 +118,7 @@ def _add_model_args(parser: argparse.ArgumentParser, *, one_model: bool) -> None
         help=f"training crop in frames (default {QUICK_WINDOW}; {PAPER_WINDOW} with --paper)",
     )
     if one_model:
-        group.add_argument(
-            "--flip", type=probability, default=0.0, help="probability of mirroring a training clip"
-        )
+        add_flip_arg(group)
 
 
 def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
@@ -139,7 +138,7 @@ def _model_config(args, num_classes: int, chiral: bool) -> ModelConfig:
 
 def _augment(args) -> Augment:
     window = args.window or (PAPER_WINDOW if args.paper else QUICK_WINDOW)
-    return Augment(window=window, flip=getattr(args, "flip", 0.0))
+    return Augment(window=window, flip=0.5 if getattr(args, "flip", False) else 0.0)
 
 
 def _load(args, split: str) -> data_io.Split:

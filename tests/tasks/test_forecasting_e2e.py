@@ -21,7 +21,7 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
 
     common = ["--data", str(data), "--hidden", "26", "--no-progress"]
     chiral_tasks.cli.main(
-        ["forecasting", "train", *common, "--model", "plain", "--augment", "--out", str(run),
+        ["forecasting", "train", *common, "--model", "plain", "--flip", "--out", str(run),
          "--epochs", "1", "--batch-size", "64", "--max-steps", "2"]
     )  # fmt: skip
     trained = json.loads((run / "results.json").read_text())
