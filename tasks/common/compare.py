@@ -22,10 +22,18 @@ largest difference over seeds is recorded as the check.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from chiral_tasks.common.results import format_table, mean_std_over_seeds, paired_difference
+from chiral_tasks.common.results import (
+    format_table,
+    mean_std_over_seeds,
+    paired_difference,
+    plot_curves,
+)
+from chiral_tasks.common.run import LENGTH_KEYS, Run, grid, run_experiment
 
 MIXED_EVEN_ACTIVATION = "relu"
 """The function of ``chiral_mixed``'s channels that keep their sign (the plain model's)."""
@@ -126,6 +134,73 @@ def curves(
     return out
 
 
+def run_comparison(
+    out: str | os.PathLike,
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    settings: Callable[[str], Mapping[str, Any]],
+    run_one: Callable[[Run, dict], dict],
+    *,
+    keys: Sequence[str],
+    metric: str,
+    curve: tuple[str, str],
+    figures: Callable[[Path, dict], list[str]] = lambda folder, cells: [],
+    extra: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    length_keys: frozenset[str] = LENGTH_KEYS,
+) -> dict[str, Any]:
+    """A comparison under the rerun rule of :mod:`chiral_tasks.common.run`: every model
+    of ``variants`` at every seed, one sub-run each, then the summary and the figures.
+
+    Args:
+      out: the experiment folder.
+      config: what the cells share (task, data, model, training settings).
+      seeds, variants: the cells; ``settings(variant)`` is a cell's own config entries.
+      run_one: trains and scores one cell, returning the module's cell results.
+      keys, metric: as for :func:`summarise`.
+      curve: ``(history key, y label)`` of ``learning_curves.png`` (first seed).
+      figures: draws the task's other figures into the folder from the cells; returns
+        their file names.
+      extra: more entries for the results (e.g. the data's sizes).
+      resume, overwrite, length_keys: as for :func:`chiral_tasks.common.run.open_run`.
+
+    Returns:
+      the results: ``seeds``, :func:`summarise`'s entries, ``per_seed`` (the cells)
+      and what :meth:`Run.finish` adds (config, wall time, environment).
+    """
+    top, cells = run_experiment(
+        out, config, grid(seeds, tuple(variants), settings), run_one,
+        resume=resume, overwrite=overwrite, length_keys=length_keys,
+    )  # fmt: skip
+    if top.done:
+        return top.results
+    key, label = curve
+    plot_curves(
+        top.folder / "learning_curves.png", curves(cells, variants, seeds[0], key),
+        xlabel="epoch", ylabel=label, title=f"Training, seed {seeds[0]}",
+    )  # fmt: skip
+    outputs = ["learning_curves.png", *figures(top.folder, cells)]
+    results = {
+        **(extra or {}),
+        "seeds": list(seeds),
+        **summarise(cells, variants, seeds, keys=keys, metric=metric),
+        "per_seed": cells,
+    }
+    return top.finish(results, outputs=outputs)
+
+
+def provenance(results: Mapping[str, Any]) -> str:
+    """Where a results file's numbers come from: machine, wall time, package versions."""
+    env = results["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
+    return (
+        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
+        f"in all; {versions}."
+    )
+
+
 def _mean_std(stats: Mapping[str, float], scale: float, digits: int) -> str:
     spread = f" ± {scale * stats['std']:.{digits}f}" if stats["n"] > 1 else ""
     return f"{scale * stats['mean']:.{digits}f}{spread}"
@@ -182,8 +257,6 @@ def markdown(
                 f"- {name.replace(' - ', ' − ')}: {scale * d['mean']:+.{digits}f} "
                 f"(std {scale * d['std']:.{digits}f}; [{low:+.{digits}f}, {high:+.{digits}f}])"
             )
-    env = results["environment"]
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
     check = results.get("max_chiral_tta_difference")
     check_text = (
         f"; chiral + TTA differs from chiral by at most {scale * check:.1e} {unit}"
@@ -192,8 +265,7 @@ def markdown(
     )
     lines += ["", (
         f"Seeds {', '.join(map(str, results['seeds']))}; {setting}{check_text}. "
-        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
-        f"in all; {versions}."
+        + provenance(results)
     )]  # fmt: skip
     return "\n".join(lines)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from chiral_tasks.common.cli import for_run, train_record
-from chiral_tasks.common.compare import curves, format_text, markdown, summarise
+from chiral_tasks.common.compare import format_text, markdown, run_comparison, summarise
 from chiral_tasks.common.results import plot_curves
-from chiral_tasks.common.run import Run, grid, run_experiment
+from chiral_tasks.common.run import Run
 from chiral_tasks.common.train import TrainConfig, count_params
 from chiral_tasks.forecasting import plots
 from chiral_tasks.forecasting import train as fc
@@ -87,35 +87,27 @@ def compare(
             "history": history,
         }
 
-    top, cells = run_experiment(
-        out, config, grid(seeds, tuple(variants), settings), run_one,
+    def figures(folder: Path, cells: dict) -> list[str]:
+        table = summarise(cells, variants, seeds, keys=KEYS, metric="avg")["table"]
+        steps = np.arange(1, 17)
+        plot_curves(
+            folder / "pck.png",
+            {row["model"]: (steps, [row[f"step_{s}"]["mean"] for s in steps]) for row in table},
+            xlabel="future step",
+            ylabel="PCK@0.05 (%)",
+            title=f"Pose forecasting: PCK@0.05 per step, mean of {len(seeds)} seed(s)",
+        )
+        if not {"chiral", "plain"} <= set(variants):
+            return ["pck.png"]
+        draw_forecast(folder, seeds[0], test)
+        return ["pck.png", "forecast.gif"]
+
+    return run_comparison(
+        out, config, seeds, variants, settings, run_one, keys=KEYS, metric="avg",
+        curve=("loss", "training loss"), figures=figures,
+        extra={"samples": {"train": len(train), "test": len(test)}},
         resume=resume, overwrite=overwrite,
     )  # fmt: skip
-    if top.done:
-        return top.results
-    summary = summarise(cells, variants, seeds, keys=KEYS, metric="avg")
-    steps = np.arange(1, 17)
-    plot_curves(
-        top.folder / "pck.png",
-        {row["model"]: (steps, [row[f"step_{s}"]["mean"] for s in steps])
-         for row in summary["table"]},
-        xlabel="future step",
-        ylabel="PCK@0.05 (%)",
-        title=f"Pose forecasting: PCK@0.05 per step, mean of {len(seeds)} seed(s)",
-    )  # fmt: skip
-    plot_curves(
-        top.folder / "learning_curves.png",
-        curves(cells, variants, seeds[0], "loss"),
-        xlabel="epoch",
-        ylabel="training loss",
-        title=f"Training loss, seed {seeds[0]}",
-    )
-    outputs = ["pck.png", "learning_curves.png"]
-    if {"chiral", "plain"} <= set(variants):
-        draw_forecast(top.folder, seeds[0], test)
-        outputs.append("forecast.gif")
-    results = {"samples": {"train": len(train), "test": len(test)}, "seeds": list(seeds)}
-    return top.finish({**results, **summary, "per_seed": cells}, outputs=outputs)
 
 
 def draw_forecast(folder: Path, seed: int, test: fc.ForecastSamples) -> Path:

@@ -19,13 +19,12 @@ from chiral_jax.skeletons import Skeleton
 from chiral_tasks.common.cli import for_run, train_record
 from chiral_tasks.common.compare import (
     MIXED_EVEN_ACTIVATION,
-    curves,
     format_text,
     markdown,
-    summarise,
+    run_comparison,
 )
 from chiral_tasks.common.results import format_table, plot_curves
-from chiral_tasks.common.run import Run, grid, run_experiment
+from chiral_tasks.common.run import Run, run_experiment
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.lifting.data import Sequences, camera_sequences, default_split
 from chiral_tasks.lifting.dataset import LiftingDataset
@@ -184,32 +183,20 @@ def compare(
         )  # fmt: skip
         return {**score_model(trained, test), "outputs": ["model"]}
 
-    cells = grid(seeds, tuple(variants), lambda name: variants[name])
-    top, cells = run_experiment(
-        out, config, cells, run_one, resume=resume, overwrite=overwrite, length_keys=LENGTH_KEYS
-    )
-    if top.done:
-        return top.results
-    outputs = ["learning_curves.png"]
-    if {"chiral", "plain"} <= set(variants):
-        chiral, plain = (load_model(top.folder / f"{v}_seed{seeds[0]}" / "model").model
+    def figures(folder: Path, cells: dict) -> list[str]:
+        if not {"chiral", "plain"} <= set(variants):
+            return []
+        chiral, plain = (load_model(folder / f"{v}_seed{seeds[0]}" / "model").model
                          for v in ("chiral", "plain"))  # fmt: skip
-        draw_test_pose(chiral, plain, dataset, test_subjects, top.folder / "lifting_pose.png")
-        outputs.append("lifting_pose.png")
-    plot_curves(
-        top.folder / "learning_curves.png",
-        curves(cells, tuple(variants), seeds[0], "mpjpe_mm"),
-        xlabel="epoch",
-        ylabel="training MPJPE (mm)",
-        title=f"Training loss, seed {seeds[0]}",
-    )
-    results = {
-        "dataset": dataset.name,
-        "seeds": list(seeds),
-        **summarise(cells, tuple(variants), seeds, keys=tuple(TABLE_COLUMNS), metric="mpjpe"),
-        "per_seed": cells,
-    }
-    return top.finish(results, outputs=outputs)
+        draw_test_pose(chiral, plain, dataset, test_subjects, folder / "lifting_pose.png")
+        return ["lifting_pose.png"]
+
+    return run_comparison(
+        out, config, seeds, tuple(variants), lambda name: variants[name], run_one,
+        keys=tuple(TABLE_COLUMNS), metric="mpjpe", curve=("mpjpe_mm", "training MPJPE (mm)"),
+        figures=figures, extra={"dataset": dataset.name}, resume=resume,
+        overwrite=overwrite, length_keys=LENGTH_KEYS,
+    )  # fmt: skip
 
 
 LIMITED_SETTINGS = (

@@ -18,13 +18,13 @@ from chiral_tasks.common.cli import for_run, train_record
 from chiral_tasks.common.compare import (
     MIXED_EVEN_ACTIVATION,
     TRAINED,
-    curves,
     format_text,
     markdown,
-    summarise,
+    provenance,
+    run_comparison,
 )
-from chiral_tasks.common.results import mean_std_over_seeds, paired_difference, plot_curves
-from chiral_tasks.common.run import Run, grid, run_experiment
+from chiral_tasks.common.results import mean_std_over_seeds, paired_difference
+from chiral_tasks.common.run import Run
 from chiral_tasks.common.train import TrainConfig
 from chiral_tasks.recognition.augment import Augment
 from chiral_tasks.recognition.data import Split
@@ -90,23 +90,12 @@ def compare(
         )  # fmt: skip
         return {**results, "test": {k: results[k] for k in KEYS}, "test_tta": results["tta"]}
 
-    top, cells = run_experiment(
-        out, config, grid(seeds, tuple(variants), settings), run_one,
+    clips = {"train": len(train_split.labels), "val": len(val_split.labels)}
+    return run_comparison(
+        out, config, seeds, variants, settings, run_one, keys=KEYS, metric="top1",
+        curve=("loss", "training loss"), extra={"clips": clips},
         resume=resume, overwrite=overwrite,
     )  # fmt: skip
-    if top.done:
-        return top.results
-    plot_curves(
-        top.folder / "learning_curves.png",
-        curves(cells, variants, seeds[0], "loss"),
-        xlabel="epoch",
-        ylabel="training loss",
-        title=f"Training loss, seed {seeds[0]}",
-    )
-    summary = summarise(cells, variants, seeds, keys=KEYS, metric="top1")
-    results = {"clips": {"train": len(train_split.labels), "val": len(val_split.labels)}}
-    results["seeds"] = list(seeds)
-    return top.finish({**results, **summary, "per_seed": cells}, outputs=["learning_curves.png"])
 
 
 def format_comparison(results: dict) -> str:
@@ -206,11 +195,6 @@ def markdown_ablation(results: dict) -> str:
         else:
             change = "-"
         lines.append(f"| {row['description']} | {row['model']} | {text} | {change} |")
-    env = results["environment"]
-    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
-    lines += ["", (
-        f"Seeds {', '.join(map(str, results['seeds']))}, paired by seed; "
-        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
-        f"in all (settings run earlier are reused); {versions}."
-    )]  # fmt: skip
+    seeds = ", ".join(map(str, results["seeds"]))
+    lines += ["", f"Seeds {seeds}, paired by seed; " + provenance(results)]
     return "\n".join(lines)
