@@ -180,6 +180,36 @@ def summary(
     return out
 
 
+SUMMARY_ROWS = {
+    "train step chiral_dense rf27 c128": "lifting training step, demo size (27 frames, 119 vs "
+    "128 channels, 256 windows, Adam), the default dense form",
+    "first call chiral_dense rf27 c128": "its first call (trace, compile, one step)",
+    "train step chiral_even_odd rf243 c1024": "lifting training step, paper size (243 frames, "
+    "1020 vs 1024 channels, 64 windows), the default even/odd form",
+    "first call chiral_even_odd rf243 c1024": "its first call",
+    "P2 chiral_auto": "lifting `TemporalModel` (243 frames, one pass) ÷ plain with flip TTA "
+    "(two passes)",
+    "P2 forecaster chiral": "forecasting `Forecaster` (LSTMs 1040 wide, 16 steps) ÷ plain with "
+    "flip TTA",
+}
+"""The README's speed table: summary entry -> what it measures."""
+
+
+def markdown_summary(runs: list[dict]) -> str:
+    """The README's speed table from benchmark results files: each
+    :data:`SUMMARY_ROWS` entry's chiral / plain ratio, as the range over the runs."""
+    lines = ["| case | chiral ÷ plain |", "|---|---|"]
+    for key, label in SUMMARY_ROWS.items():
+        ratios = [run["summary"][key]["ratio"] for run in runs]
+        low, high = min(ratios), max(ratios)
+        text = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
+        lines.append(f"| {label} | {text} |")
+    devices = sorted({run["device"] for run in runs})
+    commands = "; ".join(f"`{run['command']}`" for run in runs)
+    lines += ["", f"{len(runs)} runs on {', '.join(devices)}: {commands}."]
+    return "\n".join(lines)
+
+
 def fused_available() -> bool:
     """Whether the fused CPU kernels can be switched on here (builds them if needed)."""
     with fused_kernels(True) as on:

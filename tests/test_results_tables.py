@@ -24,3 +24,15 @@ def test_a_changed_number_makes_the_table_stale(tmp_path):
     page.write_text(tables.render(page.read_text(), tmp_path))
     assert page.read_text() == f'intro\n{marker}{{"rows": [1.5, 2.5]}}\n<!-- /results -->\nend\n'
     assert list(tables.stale(tmp_path)) == []
+
+
+def test_a_block_of_several_files_renders_their_list(tmp_path):
+    """Repeated runs (e.g. benchmarks) render together: the renderer gets a list."""
+    (tmp_path / "docs").mkdir()
+    for name, value in (("a.json", 1), ("b.json", 2)):
+        (tmp_path / name).write_text(json.dumps({"ratio": value}))
+    page = tmp_path / "README.md"
+    page.write_text("<!-- results a.json,b.json json:dumps -->\n<!-- /results -->\n")
+    page.write_text(tables.render(page.read_text(), tmp_path))
+    assert '[{"ratio": 1}, {"ratio": 2}]' in page.read_text()
+    assert "benchmarks/results/cpu-2core-train-1.json" in (tables.ROOT / "README.md").read_text()

@@ -6,8 +6,9 @@ A table lives between two marker lines of a Markdown page::
     ... the rendered text ...
     <!-- /results -->
 
-The opening marker names the results file (relative to the repository root) and the
-function ``module:name`` that renders it (``results dict -> Markdown text``). Running
+The opening marker names the results file (relative to the repository root; several
+files separated by commas give the renderer a list of results, e.g. repeated benchmark
+runs) and the function ``module:name`` that renders it (``results -> Markdown text``). Running
 ``python -m chiral_tasks.common.tables`` rewrites every block of README.md and docs/*.md
 from its JSON; ``--check`` only reports the blocks that differ (the tests run it), so
 a number in a table is always the one in the JSON.
@@ -45,7 +46,9 @@ def render(text: str, root: Path = ROOT) -> str:
     """``text`` with every results block rendered anew from its JSON."""
 
     def block(match: re.Match) -> str:
-        results = read_results(root / match["json"])
+        files = match["json"].split(",")
+        results = [read_results(root / f) for f in files]
+        results = results[0] if len(files) == 1 else results
         body = _renderer(match["renderer"])(results).rstrip("\n") + "\n"
         return match[1] + body + match[5]
 
