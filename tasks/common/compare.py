@@ -191,14 +191,13 @@ def run_comparison(
     return top.finish(results, outputs=outputs)
 
 
-def provenance(results: Mapping[str, Any]) -> str:
-    """Where a results file's numbers come from: machine, wall time, package versions."""
+def provenance(results: Mapping[str, Any], seconds: float | None = None) -> str:
+    """Where a results file's numbers come from: machine, wall time (``seconds``, by
+    default the file's ``wall_seconds``), package versions."""
     env = results["environment"]
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "python")
-    return (
-        f"{env['cpu_count']}-core {env['backend']} machine, {results['wall_seconds']:.0f} s "
-        f"in all; {versions}."
-    )
+    seconds = results["wall_seconds"] if seconds is None else seconds
+    return f"{env['cpu_count']}-core {env['backend']} machine, {seconds:.0f} s in all; {versions}."
 
 
 def _mean_std(stats: Mapping[str, float], scale: float, digits: int) -> str:

@@ -60,6 +60,8 @@ from chiral_tasks.recognition.train import (
 )
 
 TASK = "recognition"
+
+
 # -- arguments -------------------------------------------------------------------------
 
 

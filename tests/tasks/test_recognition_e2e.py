@@ -100,9 +100,10 @@ def test_markdown_of_an_ablation_names_each_setting_and_its_paired_change():
              "minus_baseline": {"mean": 0.1, "std": 0.02, "ci95": [0.08, 0.12], "n": 3}},
         ],  # fmt: skip
         "wall_seconds": 5.0,
+        "settings_seconds": 300.0,
         "environment": {"cpu_count": 2, "backend": "cpu", "versions": {"jax": "0.1"}},
     }
     text = markdown_ablation(results)
     assert "| the comparison's settings | chiral | 80.0 ± 5.0 | - |" in text
     assert "| learning rate 0.05 | chiral | 90.0 ± 5.0 | +10.0 [+8.0, +12.0] vs chiral |" in text
-    assert "Seeds 0, 1, 2, paired by seed" in text
+    assert "Seeds 0, 1, 2, paired by seed; 2-core cpu machine, 300 s in all" in text
