@@ -109,8 +109,8 @@ def markdown_comparison(results: dict) -> str:
     train, model = config["train"], config["model"]
     setting = (
         f"widths {model['widths'][0]}-{model['widths'][-1]}, invariance layer in block "
-        f"{model['invariant_block']} (0-based), {train['epochs']} epochs, batch {train['batch_size']}, "
-        f"lr {train['lr']}; {results['clips']['val']} validation clips"
+        f"{model['invariant_block']} (0-based), {train['epochs']} epochs, batch "
+        f"{train['batch_size']}, lr {train['lr']}; {results['clips']['val']} validation clips"
     )
     return markdown(
         results, TABLE_COLUMNS, higher_is_better=True, label="top-1", unit="points",
