@@ -33,8 +33,9 @@ from chiral_tasks.recognition.train import train_and_evaluate
 
 FLIP = 0.5
 """The probability of mirroring a training clip, for every model but ``plain_noflip``
-(an invariant model's loss is the same on the mirror: for it, the flips change
-nothing, and every model sees the same crops in the same order)."""
+(an invariant model's loss is the same on the mirror, so for it the flips change
+nothing). Each batch's crops and moves are drawn before its flips from the batch's
+own generator, so every model sees the same crops in the same order."""
 KEYS = ("top1", "top5")
 TABLE_COLUMNS = {"top1": "top-1 %", "top5": "top-5 %"}
 
