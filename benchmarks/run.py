@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -205,8 +206,10 @@ def markdown_summary(runs: list[dict]) -> str:
         text = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
         lines.append(f"| {label} | {text} |")
     devices = sorted({run["device"] for run in runs})
-    commands = "; ".join(f"`{run['command']}`" for run in runs)
-    lines += ["", f"{len(runs)} runs on {', '.join(devices)}: {commands}."]
+    # The command without its --out (where each run's JSON went): the same for every run.
+    commands = sorted({re.sub(r" --out \S+", "", run["command"]) for run in runs})
+    shown = "; ".join(f"`{c}`" for c in commands)
+    lines += ["", f"{len(runs)} runs on {', '.join(devices)}: {shown}."]
     return "\n".join(lines)
 
 

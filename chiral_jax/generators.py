@@ -315,7 +315,15 @@ class ChiralGenerator:
         if what == "bias":
             return self.assemble_bias(self.unpack(packed, "bias"))
         table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
-        return jnp.take(table, _signed_index(self), unique_indices=False, indices_are_sorted=False)
+        # lax.gather, not jnp.take: the index is in bounds by construction, so no
+        # clamping or negative-index ops (a fifth fewer ops to compile per layer).
+        return jax.lax.gather(
+            table,
+            _signed_index(self)[..., None],
+            _GATHER_ONE,
+            slice_sizes=(1,),
+            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+        )
 
     def _shapes(self, what: str) -> dict[str, tuple[int, ...]]:
         if what == "kernel":
@@ -465,6 +473,12 @@ class ChiralGenerator:
                     f"{what} block {name!r} has shape {tuple(blocks[name].shape)}, "
                     f"expected {shape}"
                 )
+
+
+_GATHER_ONE = jax.lax.GatherDimensionNumbers(
+    offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,)
+)
+"""Gather single entries of a vector: ``table[index]`` for an index array of any shape."""
 
 
 @functools.lru_cache(maxsize=256)
