@@ -145,7 +145,7 @@ def run_comparison(
     keys: Sequence[str],
     metric: str,
     curve: tuple[str, str],
-    figures: Callable[[Path, dict], list[str]] = lambda folder, cells: [],
+    figures: Callable[[Path, dict, dict], list[str]] = lambda folder, cells, summary: [],
     extra: Mapping[str, Any] | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -161,8 +161,9 @@ def run_comparison(
       run_one: trains and scores one cell, returning the module's cell results.
       keys, metric: as for :func:`summarise`.
       curve: ``(history key, y label)`` of ``learning_curves.png`` (first seed).
-      figures: draws the task's other figures into the folder from the cells; returns
-        their file names.
+      figures: ``figures(folder, cells, summary)`` draws the task's other figures into
+        the folder from the cells and :func:`summarise`'s result; returns their file
+        names.
       extra: more entries for the results (e.g. the data's sizes).
       resume, overwrite, length_keys: as for :func:`chiral_tasks.common.run.open_run`.
 
@@ -181,13 +182,9 @@ def run_comparison(
         top.folder / "learning_curves.png", curves(cells, variants, seeds[0], key),
         xlabel="epoch", ylabel=label, title=f"Training, seed {seeds[0]}",
     )  # fmt: skip
-    outputs = ["learning_curves.png", *figures(top.folder, cells)]
-    results = {
-        **(extra or {}),
-        "seeds": list(seeds),
-        **summarise(cells, variants, seeds, keys=keys, metric=metric),
-        "per_seed": cells,
-    }
+    summary = summarise(cells, variants, seeds, keys=keys, metric=metric)
+    outputs = ["learning_curves.png", *figures(top.folder, cells, summary)]
+    results = {**(extra or {}), "seeds": list(seeds), **summary, "per_seed": cells}
     return top.finish(results, outputs=outputs)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from chiral_tasks.common.cli import for_run, train_record
-from chiral_tasks.common.compare import format_text, markdown, run_comparison, summarise
+from chiral_tasks.common.compare import format_text, markdown, run_comparison
 from chiral_tasks.common.results import plot_curves
 from chiral_tasks.common.run import Run
 from chiral_tasks.common.train import TrainConfig, count_params
@@ -87,8 +87,8 @@ def compare(
             "history": history,
         }
 
-    def figures(folder: Path, cells: dict) -> list[str]:
-        table = summarise(cells, variants, seeds, keys=KEYS, metric="avg")["table"]
+    def figures(folder: Path, cells: dict, summary: dict) -> list[str]:
+        table = summary["table"]
         steps = np.arange(1, 17)
         plot_curves(
             folder / "pck.png",

@@ -183,7 +183,7 @@ def compare(
         )  # fmt: skip
         return {**score_model(trained, test), "outputs": ["model"]}
 
-    def figures(folder: Path, cells: dict) -> list[str]:
+    def figures(folder: Path, cells: dict, summary: dict) -> list[str]:
         if not {"chiral", "plain"} <= set(variants):
             return []
         chiral, plain = (load_model(folder / f"{v}_seed{seeds[0]}" / "model").model
