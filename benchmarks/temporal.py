@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 
 import jax
@@ -147,31 +148,50 @@ def _train_step(graphdef, optimizer):
 
 
 def time_train_steps(
-    models: dict[str, nnx.Module], x: jax.Array, y: jax.Array, rounds: int, *, warmup: int = 0
+    models: dict[str, nnx.Module],
+    x: jax.Array,
+    y: jax.Array,
+    rounds: int,
+    *,
+    warmup: int = 0,
+    first_calls: int = 3,
 ) -> dict:
     """Time each model's first call (trace, compile and one step: what a user waits for
     before training starts), then its training step in interleaved rounds: train mode,
     the gradient of the MPJPE of ``model(x, strided=True)`` against ``y`` and an Adam
-    update. Ratios are to ``models["plain"]``. The first call has compiled and run every
-    step, so ``warmup`` more calls are rarely needed."""
+    update. Ratios are to ``models["plain"]``.
+
+    The first call is measured ``first_calls`` times per model, in interleaved rounds,
+    each tracing and compiling a new function; its time is the median, its ratio the
+    median of the per-round ratios (one compilation moves by a quarter with the
+    machine's load). The first call has compiled and run every step, so ``warmup`` more
+    calls are rarely needed."""
     optimizer = optax.adam(1e-3)
     jax.block_until_ready(jax.jit(lambda a: a * 2)(x))  # the process's one-off start-up
-    variants, first_call = [], {}
-    for name, model in models.items():
+    args, compiled = {}, {}
+    for model in models.values():
         model.train()
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        args = (params, optimizer.init(params), rest, x, y)
-        start = time.perf_counter()
-        compiled = jax.jit(_train_step(graphdef, optimizer)).lower(*args).compile()
-        jax.block_until_ready(compiled(*args))
-        first_call[name] = time.perf_counter() - start
-        variants.append(Variant(name, compiled, args))
+    calls = {name: [] for name in models}
+    for _ in range(first_calls):
+        for name, model in models.items():
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            args[name] = (params, optimizer.init(params), rest, x, y)
+            start = time.perf_counter()
+            compiled[name] = jax.jit(_train_step(graphdef, optimizer)).lower(*args[name]).compile()
+            jax.block_until_ready(compiled[name](*args[name]))
+            calls[name].append(time.perf_counter() - start)
+    variants = [Variant(name, compiled[name], args[name]) for name in models]
     timing = time_variants(variants, "plain", rounds=rounds, warmup=warmup)
+    ratios = {
+        name: statistics.median(t / p for t, p in zip(calls[name], calls["plain"], strict=True))
+        for name in models
+    }
     return {
         "seconds": timing.seconds,
         "ratio": timing.ratio,
-        "first_call_seconds": first_call,
-        "first_call_ratio": {k: v / first_call["plain"] for k, v in first_call.items()},
+        "first_call_seconds": {name: statistics.median(t) for name, t in calls.items()},
+        "first_call_ratio": ratios,
+        "first_call_all_seconds": calls,
         "rounds": timing.rounds,
     }
 

@@ -12,7 +12,7 @@ from flax import nnx
 from chiral_jax._layout import ChiralLayout
 from chiral_jax._module import ChiralModule
 from chiral_jax.activations import activation, odd_activation
-from chiral_jax.even_odd import EvenOdd, mix_pairs
+from chiral_jax.even_odd import EvenOdd, joint_parts, mix_pairs
 
 Fn = str | Callable[[jax.Array], jax.Array]
 
@@ -71,24 +71,24 @@ class ChiralActivation(ChiralModule):
             self.layout_in.check_features(x, "ChiralActivation input")
         return self.fn(x)
 
-    def even_odd(self, z: EvenOdd) -> EvenOdd:
+    def even_odd(self, z: EvenOdd, *, scale: jax.Array | None = None) -> EvenOdd:
         """The activation on :class:`~chiral_jax.even_odd.EvenOdd` activations.
 
         With ``x_L = p`` and ``x_R = s q`` for a pair, ``u' = f(p) + f(q)`` and
         ``v' = f(p) - f(q)`` hold for an odd ``f`` on negated dims and for any ``f`` on
         positive ones (``s = 1``), so each pair channel takes its own function; the
-        centre channels of ``plus`` are positive, those of ``minus`` negated.
+        centre channels of ``plus`` are positive, those of ``minus`` negated. ``scale``:
+        a joint-basis multiplier of the result (a dropout mask, see :meth:`EvenOdd.map`).
         """
         if self.even is None:
-            return z.map(self.odd)
+            return z.map(self.odd, scale=scale)
         self._check_even_odd(z)
         layout = self.layout_in
         neg, pos = len(layout.negated), len(layout.positive)
         pair = np.tile(np.r_[np.ones(neg, bool), np.zeros(pos, bool)], len(layout.left))
-        centre = len(layout.centre)
-        negated = np.r_[pair, pair, np.zeros(centre * pos, bool), np.ones(centre * neg, bool)]
-        fn = _mixed(self.odd, self.even, negated)
-        plus, minus = mix_pairs(z.plus, z.minus, pair.size, fn, one_call=True)
+        fns = (_mixed(self.odd, self.even, pair), self.even, self.odd)
+        parts = None if scale is None else joint_parts(scale, layout)
+        plus, minus = mix_pairs(z.plus, z.minus, pair.size, fns, parts)
         return EvenOdd(plus, minus, layout)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> Callable[[jax.Array], jax.Array]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from chiral_jax._module import ChiralModule
@@ -31,11 +32,17 @@ class ChiralDropout(ChiralModule):
         """Whether a call drops anything (training mode and a positive rate)."""
         return not self.dropout.deterministic and self.dropout.rate > 0
 
+    def scale(self, z: EvenOdd) -> jax.Array:
+        """A dropout mask for ``z``'s joint-basis channels, ``[..., layout.size]``: 0 where
+        dropped, ``1 / keep`` elsewhere (what a joint-basis call multiplies by)."""
+        shape = z.plus.shape[:-1] + (z.layout.size,)
+        return self.dropout(jnp.ones(shape, z.plus.dtype))
+
     def even_odd(self, z: EvenOdd) -> EvenOdd:
         """Dropout on even/odd activations (masks over joint-basis channels)."""
         if not self.active:
             return z
-        return z.map("identity", then=self.dropout)
+        return z.map("identity", scale=self.scale(z))
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.Dropout:
         """The wrapped ``nnx.Dropout``."""

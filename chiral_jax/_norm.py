@@ -12,7 +12,7 @@ from chiral_jax._layout import ChiralLayout
 from chiral_jax._module import ChiralModule
 from chiral_jax._variables import ChiralParam
 from chiral_jax.even_odd import EvenOdd
-from chiral_jax.generators import ChiralGenerator
+from chiral_jax.generators import ChiralGenerator, gather
 
 _ONES = nnx.initializers.ones_init()
 _ZEROS = nnx.initializers.zeros_init()
@@ -117,27 +117,28 @@ class ChiralBatchNorm(TiedAffine):
         q = jnp.mean(jnp.square(x), axis=axes)
         if self.axis_name is not None:
             m, q = jax.lax.pmean((m, q), self.axis_name)
-        mu = (m + self.layout.transform(m, flat=True)) / 2
-        q = (q + self.layout.unsigned().transform(q, flat=True)) / 2
+        # (v + T v) / 2 with one gather of the mirror partners each (not the layout's
+        # general transform): one op each way per vector.
+        perm, signs = self.layout.permutation, jnp.asarray(self.layout.signs, m.dtype)
+        mu = (m + signs * gather(m, perm)) / 2
+        q = (q + gather(q, perm)) / 2
         return mu, jnp.maximum(q - jnp.square(mu), 0.0)
 
-    def _statistics(self, batch_stats, use_running_average: bool | None):
-        """``(mean, var)``: running ones, or those of the batch (``batch_stats()``), in
-        which case the running averages are updated."""
-        use_ra = self.use_running_average if use_running_average is None else use_running_average
-        if use_ra:
-            return self.mean[...], self.var[...]
-        mean, var = batch_stats()
+    def _use_running_average(self, flag: bool | None) -> bool:
+        return self.use_running_average if flag is None else flag
+
+    def _update_running(self, mean: jax.Array, var: jax.Array) -> None:
         self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
         self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
-        return mean, var
 
     def __call__(self, x: jax.Array, *, use_running_average: bool | None = None) -> jax.Array:
         self.layout.check_features(x, "ChiralBatchNorm input")
         with jax.named_scope("ChiralBatchNorm"):
-            mean, var = self._statistics(
-                lambda: self._mirror_stats(x.astype(jnp.float32)), use_running_average
-            )
+            if self._use_running_average(use_running_average):
+                mean, var = self.mean[...], self.var[...]
+            else:
+                mean, var = self._mirror_stats(x.astype(jnp.float32))
+                self._update_running(mean, var)
             x, mean, var, scale, offset = dtypes.promote_dtype(
                 (x, mean, var, self.scale(), self.offset()), dtype=self.dtype
             )
@@ -154,32 +155,41 @@ class ChiralBatchNorm(TiedAffine):
         mirror symmetric, which this basis keeps diagonal: a pair's ``u`` and ``v`` both
         scale by ``m_L``, ``u`` shifts by ``2 c_L`` and ``v`` not at all. In training the
         united batch statistics come from this basis too
-        (:func:`chiral_jax.even_odd.mirror_stats`), and the running averages are updated
-        exactly as the joint-basis call updates them.
+        (:func:`chiral_jax.even_odd.channel_stats`), per even/odd channel, and the
+        running averages are updated exactly as the joint-basis call updates them.
         """
         self._check_even_odd(z)
+        layout = self.layout
         with jax.named_scope("ChiralBatchNorm.even_odd"):
-            mean, var = self._statistics(
-                lambda: even_odd.mirror_stats(z, self.axis_name), use_running_average
-            )
-            mean, var, scale, offset = dtypes.promote_dtype(
-                (mean, var, self.scale(), self.offset()), dtype=self.dtype
+            if self._use_running_average(use_running_average):
+                stats = even_odd.stats_from_joint(self.mean[...], self.var[...], layout)
+            else:
+                stats = even_odd.channel_stats(z, self.axis_name)
+                self._update_running(*even_odd.stats_to_joint(stats, layout))
+            plus_src, minus_src = even_odd.channel_sources(layout)
+            scale_plus = scale_minus = offset = None
+            if self.free_scale is not None:
+                free = self.free_scale[...]
+                scale_plus = self._scale_gen.assemble_packed(free, "bias", at=plus_src)
+                scale_minus = self._scale_gen.assemble_packed(free, "bias", at=minus_src)
+            if self.free_offset is not None:
+                # The packed offset [b_l, b_cp] is already per even channel.
+                offset = self.free_offset[...]
+            mean, var_plus, var_minus, scale_plus, scale_minus, offset = dtypes.promote_dtype(
+                (*stats, scale_plus, scale_minus, offset), dtype=self.dtype
             )
             dtype = self.dtype or jnp.result_type(z.plus, mean)
-            mul = jax.lax.rsqrt(var + self.epsilon)
-            if scale is not None:
-                mul = mul * scale
-            shift = -mean * mul
+            mul_plus = jax.lax.rsqrt(var_plus + self.epsilon)
+            mul_minus = jax.lax.rsqrt(var_minus + self.epsilon)
+            if scale_plus is not None:
+                mul_plus, mul_minus = mul_plus * scale_plus, mul_minus * scale_minus
+            shift = -mean * mul_plus
             if offset is not None:
                 shift = shift + offset
-            mul_l, mul_cp, mul_cn = even_odd.channel_parts(mul.astype(dtype), self.layout)
-            shift_l, shift_cp, _ = even_odd.channel_parts(shift.astype(dtype), self.layout)
-            mul_plus = jnp.concatenate([mul_l, mul_cp])
-            mul_minus = jnp.concatenate([mul_l, mul_cn])
-            shift_plus = jnp.concatenate([2 * shift_l, shift_cp])
-            plus = z.plus.astype(dtype) * _bcast(mul_plus, z.plus.ndim)
-            minus = z.minus.astype(dtype) * _bcast(mul_minus, z.minus.ndim)
-            return EvenOdd(plus + _bcast(shift_plus, plus.ndim), minus, self.layout)
+            shift = shift * even_odd.shift_factor(layout, shift.dtype)
+            plus = z.plus.astype(dtype) * _bcast(mul_plus.astype(dtype), z.plus.ndim)
+            minus = z.minus.astype(dtype) * _bcast(mul_minus.astype(dtype), z.minus.ndim)
+            return EvenOdd(plus + _bcast(shift.astype(dtype), plus.ndim), minus, layout)
 
     def to_plain(self, rngs: nnx.Rngs | None = None) -> nnx.BatchNorm:
         """An ``nnx.BatchNorm`` with the same affine and running statistics.

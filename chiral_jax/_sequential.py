@@ -46,15 +46,12 @@ class ChiralSequential(ChiralModule):
         layers = list(self.layers)
         while layers:
             layer = layers.pop(0)
-            if (
-                isinstance(layer, ChiralActivation)
-                and layer.even is None
-                and layers
-                and isinstance(layers[0], ChiralDropout)
+            if isinstance(layer, ChiralActivation) and layers and isinstance(
+                layers[0], ChiralDropout
             ):
-                # One pass over the pairs for both (the dropout drawn over joint channels).
+                # One pass over the pairs for both (the mask drawn over joint channels).
                 dropout = layers.pop(0)
-                z = z.map(layer.odd, then=dropout.dropout if dropout.active else None)
+                z = layer.even_odd(z, scale=dropout.scale(z) if dropout.active else None)
             else:
                 z = layer.even_odd(z)
         return z

@@ -105,7 +105,7 @@ class TiedKernel(ChiralModule):
         a, b = even_odd.kernels_packed(self.generator, self.free_kernel[...])
         bias = None
         if self.free_bias is not None:
-            bias = even_odd.bias(self.generator, self.generator.unpack(self.free_bias[...], "bias"))
+            bias = even_odd.bias_packed(self.generator, self.free_bias[...])
         return a, b, bias
 
     @property

@@ -47,7 +47,7 @@ import numpy as np
 
 from chiral_jax._layout import ChiralLayout
 from chiral_jax.activations import ODD_ACTIVATIONS, odd_activation
-from chiral_jax.generators import ChiralGenerator
+from chiral_jax.generators import ChiralGenerator, gather
 
 
 class FusedOps(NamedTuple):
@@ -88,23 +88,45 @@ def _canonical_channels(layout: ChiralLayout) -> np.ndarray:
     return (joints[:, None] * layout.dims + dims[None, :]).reshape(-1)
 
 
+def _pair_signs(layout: ChiralLayout) -> np.ndarray:
+    dims = np.r_[-np.ones(len(layout.negated)), np.ones(len(layout.positive))]
+    return np.tile(dims, len(layout.left))
+
+
 def pair_signs(layout: ChiralLayout, dtype, ndim: int = 1) -> jax.Array:
     """``s`` over the pair channels ``[|L| * D]`` of the canonical order (-1 negated first),
     shaped to broadcast against arrays of ``ndim`` axes."""
-    dims = np.r_[-np.ones(len(layout.negated)), np.ones(len(layout.positive))]
-    signs = np.tile(dims, len(layout.left)).reshape((1,) * (ndim - 1) + (-1,))
-    return jnp.asarray(signs, dtype)
+    return jnp.asarray(_pair_signs(layout).reshape((1,) * (ndim - 1) + (-1,)), dtype)
+
+
+def joint_parts(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, ...]:
+    """The channel groups of joint-basis ``x [..., J*D]`` (the layout's own order):
+    ``(left, right, cp, cn)``, shapes ``[..., |L|*D]`` twice (pair ``i`` of ``right``
+    mirrors pair ``i`` of ``left``), ``[..., |C|*|Dp|]`` and ``[..., |C|*|Dn|]``."""
+    if not layout.is_canonical:
+        x = jnp.take(x, _canonical_channels(layout), axis=-1)
+    return _canonical_parts(x, layout)
+
+
+def _canonical_parts(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, ...]:
+    """:func:`joint_parts` of ``x`` already in canonical order."""
+    pairs, lead, neg = len(layout.left) * layout.dims, x.shape[:-1], len(layout.negated)
+    c = x[..., 2 * pairs :].reshape(lead + (len(layout.centre), layout.dims))
+    return (
+        x[..., :pairs],
+        x[..., pairs : 2 * pairs],
+        c[..., neg:].reshape(lead + (-1,)),
+        c[..., :neg].reshape(lead + (-1,)),
+    )
 
 
 def _split(x: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
     """Canonical ``x`` to ``(plus, minus)``: ``u, v = x_L +- s x_R``, centre dims by sign."""
-    pairs, lead = len(layout.left) * layout.dims, x.shape[:-1]
-    neg, s = len(layout.negated), pair_signs(layout, x.dtype, x.ndim)
-    x_l, x_r = x[..., :pairs], x[..., pairs : 2 * pairs]
-    c = x[..., 2 * pairs :].reshape(lead + (len(layout.centre), layout.dims))
+    x_l, x_r, c_p, c_n = _canonical_parts(x, layout)
+    s = pair_signs(layout, x.dtype, x.ndim)
     return (
-        jnp.concatenate([x_l + s * x_r, c[..., neg:].reshape(lead + (-1,))], axis=-1),
-        jnp.concatenate([x_l - s * x_r, c[..., :neg].reshape(lead + (-1,))], axis=-1),
+        jnp.concatenate([x_l + s * x_r, c_p], axis=-1),
+        jnp.concatenate([x_l - s * x_r, c_n], axis=-1),
     )
 
 
@@ -154,24 +176,29 @@ def from_even_odd(plus: jax.Array, minus: jax.Array, layout: ChiralLayout) -> ja
 
 
 def mix_pairs(
-    plus: jax.Array, minus: jax.Array, pairs: int, fn, *, one_call: bool = False
+    plus: jax.Array,
+    minus: jax.Array,
+    pairs: int,
+    fns: tuple[Callable, Callable, Callable],
+    scale: tuple[jax.Array, ...] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """An odd ``fn`` on even/odd arrays: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)``.
+    """Elementwise maps on even/odd arrays: ``u' = f(p) + f(q)``, ``v' = f(p) - f(q)``.
 
-    ``fn`` sees the joint-basis values ``p = (u + v) / 2`` and ``q = (u - v) / 2`` (the
-    left joints and the sign-corrected right joints) and the centre channels of ``plus``
-    and of ``minus``; the signs drop out because ``fn`` is odd. By default ``fn`` is
-    called on each of the four arrays (the fastest); ``one_call`` concatenates them on
-    the last axis for one call, so that a random map such as dropout draws once.
+    ``fns = (f, f_cp, f_cn)``: ``f`` sees the pair channels' joint-basis values
+    ``p = (u + v) / 2`` and ``q = (u - v) / 2`` (the left joints and the sign-corrected
+    right joints, ``[..., pairs]``; the signs drop out where ``f`` is odd, which it must
+    be on negated dims), ``f_cp`` and ``f_cn`` the centre channels of ``plus`` and of
+    ``minus``. ``scale``: multipliers of ``(f(p), f(q), f_cp(.), f_cn(.))`` (a dropout
+    mask's parts, :func:`joint_parts`), or None.
     """
     u, v = plus[..., :pairs], minus[..., :pairs]
     half = jnp.asarray(0.5, u.dtype)
-    parts = [(u + v) * half, (u - v) * half, plus[..., pairs:], minus[..., pairs:]]
-    if one_call:
-        ends = np.cumsum([a.shape[-1] for a in parts])[:-1]
-        f_p, f_q, c_p, c_n = jnp.split(fn(jnp.concatenate(parts, axis=-1)), ends, axis=-1)
-    else:
-        f_p, f_q, c_p, c_n = (fn(a) for a in parts)
+    f, f_cp, f_cn = fns
+    p, q = (u + v) * half, (u - v) * half
+    parts = (f(p), f(q), f_cp(plus[..., pairs:]), f_cn(minus[..., pairs:]))
+    if scale is not None:
+        parts = tuple(a * m.astype(a.dtype) for a, m in zip(parts, scale, strict=True))
+    f_p, f_q, c_p, c_n = parts
     return jnp.concatenate([f_p + f_q, c_p], axis=-1), jnp.concatenate([f_p - f_q, c_n], axis=-1)
 
 
@@ -252,9 +279,10 @@ def _kernels(generator: ChiralGenerator, get, zeros, add, double, xp):
 
 
 @functools.lru_cache(maxsize=256)
-def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, ...]:
-    """``(A1, A2, B1, B2)``: ``A = t[A1] + t[A2]``, ``B = t[B1] + t[B2]`` for the packed
-    free blocks ``v`` and ``t = [v, -v, 0]``.
+def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, np.ndarray]:
+    """``(A_index, B_index)``, shaped like ``A`` and ``B`` plus a last axis of 2:
+    ``A = t[A_index].sum(-1)`` (likewise ``B``) for the packed free blocks ``v`` and
+    ``t = [v, -v, 0]``.
 
     Every even/odd kernel entry is a free value, a sum or difference of two, twice one, or
     zero. Found by running :func:`_kernels` on index pairs (NumPy, exact), so that
@@ -275,32 +303,38 @@ def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, ...]:
         lambda x: x // base * base + x // base,
         np,
     )
-    return tuple(
-        (part // base if first else part % base).astype(np.int32)
-        for part in (a, b)
-        for first in (True, False)
-    )
+    return tuple(np.stack([part // base, part % base], axis=-1).astype(np.int32) for part in (a, b))
 
 
 def kernels_packed(generator: ChiralGenerator, packed: jax.Array) -> tuple[jax.Array, jax.Array]:
     """:func:`kernels` of a layer's packed free blocks (:meth:`ChiralGenerator.pack`), as
-    four gathers from a precomputed index: few ops to compile and to differentiate, the
-    same values bit for bit."""
-    a1, a2, b1, b2 = _pair_index(generator)
+    two gathers from a precomputed index (each entry's two terms side by side, summed):
+    few ops to compile and to differentiate, the same values."""
+    a, b = _pair_index(generator)
     table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
-    return table[a1] + table[a2], table[b1] + table[b2]
+    return gather(table, a).sum(axis=-1), gather(table, b).sum(axis=-1)
 
 
 def bias(generator: ChiralGenerator, blocks: dict[str, jax.Array]) -> jax.Array:
     """The tied bias in the even space, shape ``(n+_out,)``: ``[2 b_l, b_cp]``.
 
-    The odd space has no bias (``b_r = s b_l`` cancels in ``v``; ``b_cn = 0``).
+    The odd space has none (``b_r = s b_l`` cancels in ``v``; ``b_cn = 0``).
     """
     generator._check_blocks(blocks, generator.bias_shapes(), "bias")
-    left = blocks["l"]
-    return jnp.concatenate(
-        [jnp.asarray(2, left.dtype) * left.reshape(-1), blocks["cp"].reshape(-1)]
-    )
+    return bias_packed(generator, generator.pack(blocks, "bias"))
+
+
+def bias_packed(generator: ChiralGenerator, packed: jax.Array) -> jax.Array:
+    """:func:`bias` of a layer's packed bias ``[b_l, b_cp]`` (:meth:`ChiralGenerator.pack`):
+    already in the even space's order, so one multiply by :func:`shift_factor`."""
+    return packed * shift_factor(generator.layout_out, packed.dtype)
+
+
+def shift_factor(layout: ChiralLayout, dtype) -> jax.Array:
+    """``[2, ..., 2, 1, ..., 1]`` over the even channels ``[n+]``: a shift ``c`` of both
+    joints of a pair shifts their ``u`` by ``2 c``, a centre channel's by ``c``."""
+    pairs = len(layout.left) * layout.dims
+    return jnp.asarray(np.r_[np.full(pairs, 2.0), np.ones(layout.n_plus - pairs)], dtype)
 
 
 # -- the cost model -------------------------------------------------------------------
@@ -390,9 +424,7 @@ class EvenOdd:
         return from_even_odd(self.plus, self.minus, self.layout)
 
     def map(
-        self,
-        fn: str | Callable[[jax.Array], jax.Array],
-        then: Callable[[jax.Array], jax.Array] | None = None,
+        self, fn: str | Callable[[jax.Array], jax.Array], *, scale: jax.Array | None = None
     ) -> EvenOdd:
         """An odd elementwise function applied in the joint basis (e.g. ``"tanh"``).
 
@@ -401,20 +433,19 @@ class EvenOdd:
         Centre channels are mapped as they are. Raises ``ValueError`` for a function
         that is not odd (it would break equivariance).
 
-        ``then`` runs after ``fn`` on the joint-basis values (one call on ``f(p)``, ``f(q)``
-        and the centre channels together, see :func:`mix_pairs`): a map that commutes with
-        negation channel by channel, such as dropout (an ``nnx.Dropout`` draws one mask
-        over these channels, as it would over the joint-basis ones).
+        ``scale``: a joint-basis multiplier ``[..., layout.size]`` (layout order) of
+        ``f(x)``, such as a dropout mask over the joint-basis channels (it commutes with
+        the mirror channel by channel): the result is ``f(x) * scale`` in this form.
         """
         with jax.ensure_compile_time_eval():
             fn = odd_activation(fn)
         pairs = len(self.layout.left) * self.layout.dims
         name = _odd_name(fn)
-        if _fused and then is None and name in _fused.odd_names:
+        if _fused and scale is None and name in _fused.odd_names:
             plus, minus = _fused.odd_map(self.plus, self.minus, pairs, name)
         else:
-            post = fn if then is None else (lambda a: then(fn(a)))
-            plus, minus = mix_pairs(self.plus, self.minus, pairs, post, one_call=then is not None)
+            parts = None if scale is None else joint_parts(scale, self.layout)
+            plus, minus = mix_pairs(self.plus, self.minus, pairs, (fn, fn, fn), parts)
         return EvenOdd(plus, minus, self.layout)
 
     def map_arrays(self, fn: Callable[[jax.Array], jax.Array]) -> EvenOdd:
@@ -430,17 +461,28 @@ class EvenOdd:
 jax.tree_util.register_dataclass(EvenOdd, data_fields=["plus", "minus"], meta_fields=["layout"])
 
 
-def mirror_stats(z: EvenOdd, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
-    """The batch statistics of ``z`` united with its mirror image, in the joint basis.
+class ChannelStats(NamedTuple):
+    """Mirror-united batch statistics per even/odd channel: the joint-basis mean and
+    variance of the channel each even/odd channel belongs to (a pair's left joint, or
+    the centre channel itself; the right joint has the mirrored mean and the same
+    variance). Shapes ``mean_plus [n+]``, ``var_plus [n+]``, ``var_minus [n-]``; odd
+    channels have mean zero."""
 
-    Returns ``(mu, var)``, each ``[layout.size]`` in the layout's order, equal to what
-    :class:`~chiral_jax.ChiralBatchNorm` computes from ``z.to_joint()``: the mean and
-    variance over every axis but the last of the batch and its mirror (in float32).
-    In this basis ``mu_L = s mu_R = E[u] / 2``, ``mu_cp = E[c_p]``, ``mu_cn = 0``, and
-    ``E[x^2]`` is ``(E[u^2] + E[v^2]) / 4`` for both joints of a pair, ``E[c^2]`` for a
-    centre channel. ``axis_name``: a mapped axis to average the statistics over.
+    mean_plus: jax.Array
+    var_plus: jax.Array
+    var_minus: jax.Array
+
+
+def channel_stats(z: EvenOdd, axis_name: str | None = None) -> ChannelStats:
+    """The batch statistics of ``z`` united with its mirror image (over every axis but
+    the last, in float32), per even/odd channel.
+
+    Mirroring fixes ``u`` and ``c_p`` and negates ``v`` and ``c_n``, so the united mean
+    of a left joint is ``E[u] / 2``, of a centre-positive channel ``E[c_p]``, of a
+    centre-negative one zero; ``E[x^2]`` is ``(E[u^2] + E[v^2]) / 4`` for both joints
+    of a pair and ``E[c^2]`` for a centre channel. ``axis_name``: a mapped axis to
+    average the statistics over.
     """
-    layout = z.layout
     plus, minus = z.plus.astype(jnp.float32), z.minus.astype(jnp.float32)
     axes = tuple(range(plus.ndim - 1))
     stats = (
@@ -451,38 +493,76 @@ def mirror_stats(z: EvenOdd, axis_name: str | None = None) -> tuple[jax.Array, j
     if axis_name is not None:
         stats = jax.lax.pmean(stats, axis_name)
     m_plus, q_plus, q_minus = stats
-    pairs = len(layout.left) * layout.dims
-    mu_pair = m_plus[:pairs] / 2
-    zeros = jnp.zeros_like(q_minus[pairs:])
-    mu = per_channel(layout, mu_pair, m_plus[pairs:], zeros, signed=True)
-    square = (q_plus[:pairs] + q_minus[:pairs]) / 4
-    q = per_channel(layout, square, q_plus[pairs:], q_minus[pairs:], signed=False)
-    return mu, jnp.maximum(q - jnp.square(mu), 0.0)
+    pairs = len(z.layout.left) * z.layout.dims
+    mean = m_plus / shift_factor(z.layout, jnp.float32)
+    pair_square = (q_plus[:pairs] + q_minus[:pairs]) / 4
+    var_plus = jnp.concatenate([pair_square, q_plus[pairs:]]) - jnp.square(mean)
+    var_minus = jnp.concatenate([pair_square - jnp.square(mean[:pairs]), q_minus[pairs:]])
+    return ChannelStats(mean, jnp.maximum(var_plus, 0.0), jnp.maximum(var_minus, 0.0))
 
 
-def per_channel(
-    layout: ChiralLayout, left: jax.Array, cp: jax.Array, cn: jax.Array, *, signed: bool
-) -> jax.Array:
-    """A mirror-symmetric per-channel vector ``[layout.size]`` (layout order) from its
-    left joints' values ``left [|L| * D]`` (canonical dim order: negated first), and the
-    centre joints' ``cp [|C| * |Dp|]`` and ``cn [|C| * |Dn|]``. The right joints get
-    ``s * left`` (``signed``) or ``left``. The inverse of :func:`channel_parts`."""
-    signs = pair_signs(layout, left.dtype) if signed else 1
-    n_c = len(layout.centre)
-    centre = jnp.concatenate(
-        [cn.reshape(n_c, len(layout.negated)), cp.reshape(n_c, len(layout.positive))], axis=-1
-    ).reshape(-1)
-    v = jnp.concatenate([left, signs * left, centre])
-    if not layout.is_canonical:
-        v = jnp.take(v, np.argsort(_canonical_channels(layout)))
-    return v
+def stats_to_joint(stats: ChannelStats, layout: ChiralLayout) -> tuple[jax.Array, jax.Array]:
+    """``(mean, var)``, each ``[layout.size]`` in the layout's order: the joint-basis form
+    of :class:`ChannelStats` (one gather each, with a precomputed index)."""
+    src_plus, src_var, sign = _joint_index(layout)
+    mean = jnp.asarray(sign) * gather(stats.mean_plus, src_plus)
+    return mean, gather(jnp.concatenate([stats.var_plus, stats.var_minus]), src_var)
 
 
-def channel_parts(v: jax.Array, layout: ChiralLayout) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(left, cp, cn)`` of a per-channel vector ``[layout.size]``: the left joints' values
-    and the centre joints' positive and negated ones, in canonical order."""
-    if not layout.is_canonical:
-        v = jnp.take(v, _canonical_channels(layout))
-    pairs, neg = len(layout.left) * layout.dims, len(layout.negated)
-    centre = v[2 * pairs :].reshape(len(layout.centre), layout.dims)
-    return v[:pairs], centre[:, neg:].reshape(-1), centre[:, :neg].reshape(-1)
+def stats_from_joint(mean: jax.Array, var: jax.Array, layout: ChiralLayout) -> ChannelStats:
+    """:class:`ChannelStats` of mirror-symmetric joint-basis ``mean`` and swap-symmetric
+    ``var`` (``[layout.size]``, the layout's order): the inverse of :func:`stats_to_joint`."""
+    plus_src, minus_src = channel_sources(layout)
+    return ChannelStats(gather(mean, plus_src), gather(var, plus_src), gather(var, minus_src))
+
+
+def mirror_stats(z: EvenOdd, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+    """The batch statistics of ``z`` united with its mirror image, in the joint basis.
+
+    Returns ``(mu, var)``, each ``[layout.size]`` in the layout's order, equal to what
+    :class:`~chiral_jax.ChiralBatchNorm` computes from ``z.to_joint()`` (see
+    :func:`channel_stats`).
+    """
+    return stats_to_joint(channel_stats(z, axis_name), z.layout)
+
+
+@functools.lru_cache(maxsize=256)
+def _even_odd_channels(layout: ChiralLayout) -> tuple[np.ndarray, np.ndarray]:
+    """``(plus, minus)``: the canonical position each even/odd channel belongs to, a
+    pair's left joint or the centre channel itself; shapes ``[n+]``, ``[n-]``."""
+    pairs, n_c, dims = len(layout.left) * layout.dims, len(layout.centre), layout.dims
+    neg = len(layout.negated)
+    centre = 2 * pairs + np.arange(n_c)[:, None] * dims
+    plus = np.r_[np.arange(pairs), (centre + np.arange(neg, dims)).reshape(-1)]
+    minus = np.r_[np.arange(pairs), (centre + np.arange(neg)).reshape(-1)]
+    return plus, minus
+
+
+@functools.lru_cache(maxsize=256)
+def _joint_index(layout: ChiralLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layout channel: the even channel whose mean it takes, its sign (``s`` for a
+    right joint, 0 for centre-negative channels), and its variance's position in
+    ``[var_plus, var_minus]``: ``(src_plus, src_var, sign)``."""
+    plus, minus = _even_odd_channels(layout)
+    pairs, n = len(layout.left) * layout.dims, layout.size
+    src_plus, src_var, sign = np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n)
+    k = np.arange(pairs)
+    src_plus[k] = src_plus[k + pairs] = src_var[k] = src_var[k + pairs] = k
+    sign[k], sign[k + pairs] = 1.0, _pair_signs(layout)
+    cp, cn = plus[pairs:], minus[pairs:]
+    src_plus[cp] = src_var[cp] = np.arange(pairs, len(plus))
+    sign[cp] = 1.0
+    src_var[cn] = len(plus) + np.arange(pairs, len(minus))
+    order = np.argsort(_canonical_channels(layout))  # canonical position -> layout order
+    return src_plus[order], src_var[order], sign[order].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def channel_sources(layout: ChiralLayout) -> tuple[np.ndarray, np.ndarray]:
+    """``(plus, minus)``: the layout channel whose per-channel factor (a batch norm's
+    scale, say) each even/odd channel takes: a pair's left joint, or the centre channel
+    itself. Shapes ``[n+]``, ``[n-]``; ``v[plus]`` is ``v``'s even part for any
+    swap-symmetric per-channel ``v``."""
+    canonical = _canonical_channels(layout)
+    plus, minus = _even_odd_channels(layout)
+    return canonical[plus].astype(np.int32), canonical[minus].astype(np.int32)

@@ -300,30 +300,26 @@ class ChiralGenerator:
             for (name, shape), (start, stop) in zip(shapes.items(), bounds, strict=True)
         }
 
-    def assemble_packed(self, packed: jax.Array, what: str = "kernel") -> jax.Array:
+    def assemble_packed(
+        self, packed: jax.Array, what: str = "kernel", at: np.ndarray | None = None
+    ) -> jax.Array:
         """:meth:`assemble_kernel` (or :meth:`assemble_bias`) of a packed vector.
 
-        Every entry of a tied kernel is a free value, its negation or zero, so the
-        kernel is one gather, ``[v, -v, 0][index]``, with an index computed once per
-        generator (:func:`_signed_index`): few ops to compile and to differentiate. A bias
-        is a short vector, assembled by its slices and concatenations, which fuse with
-        what uses it. Same values as the block assembly, bit for bit.
+        Every entry of a tied kernel or bias is a free value, its negation or zero, so
+        it is one gather, ``[v, -v, 0][index]``, with an index computed once per
+        generator (:func:`_signed_index`): one op to compile and one (its scatter) to
+        differentiate, however many blocks the tying has (slices and concatenations
+        would be one op each, forward and backward). Same values as the block assembly,
+        bit for bit. ``at``: only these entries of the flattened result (an int array).
         """
         n = sum(math.prod(s) for s in self._shapes(what).values())
         if packed.shape != (n,):
             raise ValueError(f"packed {what} has shape {packed.shape}, expected ({n},)")
-        if what == "bias":
-            return self.assemble_bias(self.unpack(packed, "bias"))
+        index = _signed_index(self, what)
+        if at is not None:
+            index = index.reshape(-1)[at]
         table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
-        # lax.gather, not jnp.take: the index is in bounds by construction, so no
-        # clamping or negative-index ops (a fifth fewer ops to compile per layer).
-        return jax.lax.gather(
-            table,
-            _signed_index(self)[..., None],
-            _GATHER_ONE,
-            slice_sizes=(1,),
-            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
-        )
+        return gather(table, index)
 
     def _shapes(self, what: str) -> dict[str, tuple[int, ...]]:
         if what == "kernel":
@@ -478,20 +474,38 @@ class ChiralGenerator:
 _GATHER_ONE = jax.lax.GatherDimensionNumbers(
     offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,)
 )
-"""Gather single entries of a vector: ``table[index]`` for an index array of any shape."""
 
 
-@functools.lru_cache(maxsize=256)
-def _signed_index(gen: ChiralGenerator) -> np.ndarray:
-    """Where each entry of the assembled kernel comes from, shape ``gen.kernel_shape``.
+def gather(table: jax.Array, index: np.ndarray) -> jax.Array:
+    """``table[index]`` for a 1-D ``table`` and a constant int32 ``index`` of any shape.
+
+    ``lax.gather``, not ``jnp.take``: every index here is in bounds by construction, so
+    no clamping or negative-index ops. Tied kernels, biases and per-channel statistics
+    are built this way: one op, however scattered the entries, where slices and
+    concatenations would be one op each, forward and backward.
+    """
+    return jax.lax.gather(
+        table,
+        np.asarray(index, np.int32)[..., None],
+        _GATHER_ONE,
+        slice_sizes=(1,),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _signed_index(gen: ChiralGenerator, what: str = "kernel") -> np.ndarray:
+    """Where each entry of the assembled kernel (``gen.kernel_shape``) or bias
+    (``[n_out]``) comes from.
 
     With ``n`` packed free values, entry ``i`` is ``table[index[i]]`` for
     ``table = [v (n), -v (n), 0]``. Found by assembling the ids ``1..n`` (int32, in NumPy:
     exact and quick) through the block assembly, which stays the one definition of the
     tying.
     """
-    n = sum(math.prod(s) for s in gen.kernel_shapes().values())
-    full = gen.assemble_kernel(gen.unpack(np.arange(1, n + 1, dtype=np.int32)))
+    n = sum(math.prod(s) for s in gen._shapes(what).values())
+    ids = gen.unpack(np.arange(1, n + 1, dtype=np.int32), what)
+    full = gen.assemble_kernel(ids) if what == "kernel" else gen.assemble_bias(ids)
     index = np.where(full > 0, full - 1, np.where(full < 0, n - full - 1, 2 * n))
     return index.astype(np.int32)
 

@@ -11,8 +11,10 @@ from _numeric import assert_trees_close, normal
 from flax import nnx
 
 from chiral_jax import (
+    ChiralActivation,
     ChiralBatchNorm,
     ChiralConv1d,
+    ChiralDropout,
     ChiralGenerator,
     ChiralLayout,
     ChiralLinear,
@@ -221,13 +223,21 @@ def test_batch_statistics_average_over_a_mapped_axis():
             assert_trees_close(whole, jax.tree.map(lambda a, i=shard: a[i], stats))
 
 
-def test_map_then_runs_in_the_joint_basis():
-    """``then`` sees joint-basis values: a nonlinear odd map after tanh equals it applied
-    to ``tanh(x)`` channel by channel (applied to ``u``, ``v`` it would not)."""
+def test_map_scale_multiplies_in_the_joint_basis():
+    """``scale`` multiplies the joint-basis values channel by channel: ``tanh(x) * m`` for
+    any ``m`` in the layout's order (applied to ``u``, ``v`` it would not be), with and
+    without an ``even`` function, and ``ChiralDropout``'s mask is such a multiplier."""
     layout = random_layout(np.random.default_rng(6), max_joints=7)
-    x = normal(11, (4, layout.size))
-    z = EvenOdd.from_joint(x, layout).map("tanh", then=lambda a: a**3)
-    assert_trees_close(z.to_joint(), jnp.tanh(x) ** 3)
+    x, m = normal(11, (4, layout.size)), normal(12, (4, layout.size))
+    z = EvenOdd.from_joint(x, layout)
+    assert_trees_close(z.map("tanh", scale=m).to_joint(), jnp.tanh(x) * m)
+    mixed = ChiralActivation("tanh", even="relu", layout=layout)
+    assert_trees_close(mixed.even_odd(z, scale=m).to_joint(), mixed(x) * m)
+    mask = ChiralDropout(0.5, rngs=nnx.Rngs(3)).scale(z)
+    assert mask.shape == x.shape and set(np.unique(mask).tolist()) == {0.0, 2.0}
+    # A dropout on the same stream draws the same mask and multiplies by it.
+    dropped = ChiralDropout(0.5, rngs=nnx.Rngs(3)).even_odd(z).to_joint()
+    assert_trees_close(dropped, x * mask)
 
 
 def test_even_odd_activations_check_their_inputs():

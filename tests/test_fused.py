@@ -150,9 +150,10 @@ def test_layers_run_the_kernels_when_enabled_and_xla_ops_otherwise():
     assert "chiral_odd_map_forward" in kernel and "chiral_split" in kernel
     with fused():
         assert_trees_close(jnp.tanh(layer(x)), jax.jit(network)(x))
-        # A dropout (or any `then` map) or a custom odd callable: XLA ops, no primitive.
+        # A dropout mask (any `scale`) or a custom odd callable: XLA ops, no primitive.
         z = EvenOdd.from_joint(x, layout)
-        assert "chiral_odd_map" not in str(jax.make_jaxpr(lambda z: z.map("tanh", then=abs))(z))
+        scaled = jax.make_jaxpr(lambda z, m: z.map("tanh", scale=m))(z, x)
+        assert "chiral_odd_map" not in str(scaled)
         assert "chiral_odd_map" not in str(jax.make_jaxpr(lambda z: z.map(lambda a: a**3))(z))
         # Another dtype: the primitive lowers to XLA ops.
         z16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), z)

@@ -61,7 +61,8 @@ _SLOPES = {
 
 
 def _xla_map(plus, minus, *, pairs: int, kind: str):
-    return even_odd.mix_pairs(plus, minus, pairs, ODD_ACTIVATIONS[kind])
+    fn = ODD_ACTIVATIONS[kind]
+    return even_odd.mix_pairs(plus, minus, pairs, (fn, fn, fn))
 
 
 def _xla_slope(plus_out, minus_out, t_plus, t_minus, *, pairs: int, kind: str):
