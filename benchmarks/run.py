@@ -188,6 +188,9 @@ SUMMARY_ROWS = {
     "train step chiral_even_odd rf243 c1024": "lifting training step, paper size (243 frames, "
     "1020 vs 1024 channels, 64 windows), the default even/odd form",
     "first call chiral_even_odd rf243 c1024": "its first call",
+    "train step chiral_dense rf243 c1024": "the same, paper size, the dense form "
+    "(`impl=\"dense\"`)",
+    "first call chiral_dense rf243 c1024": "its first call",
     "P2 chiral_auto": "lifting `TemporalModel` (243 frames, one pass) ÷ plain with flip TTA "
     "(two passes)",
     "P2 forecaster chiral": "forecasting `Forecaster` (LSTMs 1040 wide, 16 steps) ÷ plain with "
