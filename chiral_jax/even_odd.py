@@ -279,10 +279,9 @@ def _kernels(generator: ChiralGenerator, get, zeros, add, double, xp):
 
 
 @functools.lru_cache(maxsize=256)
-def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, np.ndarray]:
-    """``(A_index, B_index)``, shaped like ``A`` and ``B`` plus a last axis of 2:
-    ``A = t[A_index].sum(-1)`` (likewise ``B``) for the packed free blocks ``v`` and
-    ``t = [v, -v, 0]``.
+def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, ...]:
+    """``(A1, A2, B1, B2)``: ``A = t[A1] + t[A2]``, ``B = t[B1] + t[B2]`` for the packed
+    free blocks ``v`` and ``t = [v, -v, 0]``.
 
     Every even/odd kernel entry is a free value, a sum or difference of two, twice one, or
     zero. Found by running :func:`_kernels` on index pairs (NumPy, exact), so that
@@ -303,16 +302,20 @@ def _pair_index(generator: ChiralGenerator) -> tuple[np.ndarray, np.ndarray]:
         lambda x: x // base * base + x // base,
         np,
     )
-    return tuple(np.stack([part // base, part % base], axis=-1).astype(np.int32) for part in (a, b))
+    return tuple(
+        (part // base if first else part % base).astype(np.int32)
+        for part in (a, b)
+        for first in (True, False)
+    )
 
 
 def kernels_packed(generator: ChiralGenerator, packed: jax.Array) -> tuple[jax.Array, jax.Array]:
     """:func:`kernels` of a layer's packed free blocks (:meth:`ChiralGenerator.pack`), as
-    two gathers from a precomputed index (each entry's two terms side by side, summed):
-    few ops to compile and to differentiate, the same values."""
-    a, b = _pair_index(generator)
+    four gathers from a precomputed index, which XLA fuses with their sums: few ops to
+    compile and to differentiate, the same values bit for bit."""
+    a1, a2, b1, b2 = _pair_index(generator)
     table = jnp.concatenate([packed, -packed, jnp.zeros((1,), packed.dtype)])
-    return gather(table, a).sum(axis=-1), gather(table, b).sum(axis=-1)
+    return gather(table, a1) + gather(table, a2), gather(table, b1) + gather(table, b2)
 
 
 def bias(generator: ChiralGenerator, blocks: dict[str, jax.Array]) -> jax.Array:
