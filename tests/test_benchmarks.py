@@ -86,6 +86,10 @@ def test_train_case_record():
     assert set(record["seconds"]) == set(record["first_call_seconds"]) == variants
     assert record["ratio"]["plain"] == record["first_call_ratio"]["plain"] == 1.0
     assert all(t > 0 for t in record["first_call_seconds"].values())
+    # The first call is the median of three compilations per variant, each recorded.
+    calls = record["first_call_all_seconds"]
+    assert set(calls) == variants and all(len(t) == 3 for t in calls.values())
+    assert all(sorted(calls[k])[1] == record["first_call_seconds"][k] for k in variants)
     assert record["auto_impl"] == "dense"  # 34 channels: narrow
     assert record["params"]["chiral"] < record["params"]["plain"]
 

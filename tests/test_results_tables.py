@@ -35,4 +35,4 @@ def test_a_block_of_several_files_renders_their_list(tmp_path):
     page.write_text("<!-- results a.json,b.json json:dumps -->\n<!-- /results -->\n")
     page.write_text(tables.render(page.read_text(), tmp_path))
     assert '[{"ratio": 1}, {"ratio": 2}]' in page.read_text()
-    assert "benchmarks/results/cpu-2core-train-1.json" in (tables.ROOT / "README.md").read_text()
+    assert "benchmarks/results/cpu-2core-train-4.json" in (tables.ROOT / "README.md").read_text()
