@@ -86,7 +86,14 @@ def _assembly_rank(gen: ChiralGenerator) -> int:
     return int(np.linalg.matrix_rank(np.asarray(jac)))
 
 
-@pytest.mark.parametrize(("li", "lo"), layout_pairs(1, 6, max_joints=6, max_dims=3))
+# Two layout pairs by default, four more in the slow stage (a Jacobian rank each).
+@pytest.mark.parametrize(
+    ("li", "lo"),
+    [
+        pytest.param(*pair, marks=[pytest.mark.slow] if k >= 2 else [], id=f"li{k}-lo{k}")
+        for k, pair in enumerate(layout_pairs(1, 6, max_joints=6, max_dims=3))
+    ],
+)
 def test_complete_mode_spans_every_equivariant_map(li, lo):
     gen = ChiralGenerator(li, lo, "complete")
     count = gen.count(use_bias=False)

@@ -44,8 +44,12 @@ def _modules(layout_in: ChiralLayout, hidden: ChiralLayout) -> list[ChiralModule
     ]
 
 
+# Training mode (batch statistics, dropout masks) by default; evaluation mode, which
+# shares every path but the running statistics, in the slow stage.
 @pytest.mark.parametrize("hidden", HIDDEN, ids=str)
-@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize(
+    "train", [pytest.param(False, marks=pytest.mark.slow), True], ids=["eval", "train"]
+)
 def test_every_module_computes_the_same_in_both_bases(hidden, train):
     """``m.even_odd(z).to_joint() == m(x)`` per module and for the whole sequence, with
     batch statistics (train) and running ones (eval), 1e-5 relative (fp32)."""

@@ -20,10 +20,11 @@ def _sequence(layout, batch=3, steps=24, seed=0):
     return jax.random.normal(jax.random.key(seed), (batch, steps, layout.size))
 
 
-# Paper mode's cells are checked step by step by default (random layouts, seed 2); its
-# long runs are in the slow stage.
+# Paper mode's cells are checked step by step by default (random layouts, seed 2), and
+# the LSTM over many steps by the forecaster's 16-step test; the long runs of both are
+# in the slow stage.
 @pytest.mark.parametrize("mode", [pytest.param("paper", marks=pytest.mark.slow), "complete"])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", [pytest.param("lstm", marks=pytest.mark.slow), "gru"])
 def test_stacked_rnn_is_equivariant_over_many_steps(cell, mode):
     li = PENN_ACTION_13.layout(2)
     hidden = [li.with_dims(8, 0.5), li.with_dims(6, 0.5)]
