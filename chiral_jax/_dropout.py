@@ -14,9 +14,10 @@ class ChiralDropout(ChiralModule):
     """``nnx.Dropout`` on either form of activations; any layout.
 
     Dropout is equivariant in distribution: the mirrored input's masks are as likely as
-    the input's. On :class:`~chiral_jax.even_odd.EvenOdd` activations the masks are drawn
-    over the joint-basis channels (``p``, ``q`` and the centre channels, see
-    :meth:`EvenOdd.map`), as the joint-basis call draws them.
+    the input's. On :class:`~chiral_jax.even_odd.EvenOdd` activations the mask is drawn
+    over the joint-basis channels (:meth:`scale`, in the layout's order), as the
+    joint-basis call draws it, and multiplies the joint-basis values
+    (:meth:`EvenOdd.map` with ``scale``).
 
     Args: as ``nnx.Dropout`` (``rate``, ``deterministic``, ``rngs``...).
     """
