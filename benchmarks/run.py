@@ -225,7 +225,10 @@ def fused_available() -> bool:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few cases, < 2 minutes")
-    parser.add_argument("--out", type=Path, help="write the JSON record here")
+    parser.add_argument("--out", type=Path, help="write the JSON record here (a new file)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out file"
+    )
     parser.add_argument("--rounds", type=int, help="timing rounds per case (default 7; quick 3)")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument(
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--skip-transformer", action="store_true", help="skip the transformer cases"
     )
     args = parser.parse_args(argv)
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        # Checked before the first case: a run takes minutes, a record is a result.
+        parser.error(f"{args.out} exists; pass --overwrite to replace it")
     rounds = args.rounds or (3 if args.quick else 7)
     record = {
         "device": device_line(),

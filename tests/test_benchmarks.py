@@ -168,7 +168,7 @@ def test_main_writes_json_with_summary(tmp_path, monkeypatch):
     }
 
 
-def test_main_runs_the_transformer_alone(tmp_path, monkeypatch):
+def test_main_runs_the_transformer_alone(tmp_path, monkeypatch, capsys):
     _tiny_transformers(monkeypatch)
     out = tmp_path / "bench.json"
     run.main(["--skip-layers", "--skip-models", "--rounds", "1", "--out", str(out)])
@@ -178,3 +178,9 @@ def test_main_runs_the_transformer_alone(tmp_path, monkeypatch):
     assert len(record["transformer_train_steps"]) == 1
     assert set(record["summary"]) == TRANSFORMER_SUMMARY
     assert record["command"].endswith("--skip-layers --skip-models --rounds 1 --out " + str(out))
+    # The same command again refuses, in one line and before any case, to replace it.
+    before = out.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--skip-layers", "--skip-models", "--rounds", "1", "--out", str(out)])
+    assert exit_.value.code == 2 and out.read_text() == before
+    assert f"{out} exists; pass --overwrite" in capsys.readouterr().err
