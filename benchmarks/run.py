@@ -242,7 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.out is not None and args.out.exists() and not args.overwrite:
         # Checked before the first case: a run takes minutes, a record is a result.
-        parser.error(f"{args.out} exists; pass --overwrite to replace it")
+        print(f"benchmarks.run: error: {args.out} exists; pass --overwrite to replace it",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     rounds = args.rounds or (3 if args.quick else 7)
     record = {
         "device": device_line(),
