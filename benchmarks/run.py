@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+
 from benchmarks.forecaster import ForecasterCase, run_forecaster_case
 from benchmarks.layers import LayerCase, fused_kernels, run_layer_case
 from benchmarks.temporal import ModelCase, TrainCase, run_model_case, run_train_case
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"benchmarks.run: error: {args.out} exists; pass --overwrite to replace it",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
+    # First calls are fresh compilations: no persistent cache (a user's would serve them).
+    jax.config.update("jax_enable_compilation_cache", False)
     rounds = args.rounds or (3 if args.quick else 7)
     record = {
         "device": device_line(),

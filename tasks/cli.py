@@ -7,7 +7,8 @@ unavailable, with the import error, instead of breaking the other tasks.
 Errors are one line on stderr, ``chiral: error: <what>: <problem>``, with exit status 2
 for a bad command line and 1 for anything else (data, run folder, training); the
 traceback only with ``--debug``. SIGTERM is handled like Ctrl-C: training saves a
-checkpoint, and the message names it; the same command resumes.
+checkpoint, and the message names it; the same command resumes. Compiled steps are
+cached between runs (:mod:`chiral_tasks.common.compile_cache`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ EXTRA_MODULES = {
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
     "PIL": "pillow",
+    "filelock": "filelock",
 }
 """What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``): module -> package."""
 
@@ -102,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    from chiral_tasks.common import compile_cache
     from chiral_tasks.common.cli import UsageError, maybe_initialize
     from chiral_tasks.common.signals import Terminated, install
 
@@ -118,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "coordinator", None):
                 # Multi-host setup must precede every other JAX call (data loading included).
                 maybe_initialize(args)
+            compile_cache.enable()
             status = args.func(args)
         return 0 if status is None else int(status)
     except UsageError as err:

@@ -5,6 +5,9 @@ import os
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The chiral command (in process or as a subprocess) writes no compilation cache into
+# the home folder; the cache's own tests turn it on in a temporary one.
+os.environ["CHIRAL_COMPILE_CACHE"] = "off"
 
 import jax  # noqa: E402
 

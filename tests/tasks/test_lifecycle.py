@@ -49,9 +49,12 @@ def chiral_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "chiral_tasks"]
 
 
-def chiral(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def chiral(
+    cwd: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*chiral_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [*chiral_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env=env,
     )
 
 
