@@ -32,7 +32,6 @@ EXTRA_MODULES = {
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
     "PIL": "pillow",
-    "filelock": "filelock",
 }
 """What the ``tasks`` extra installs (``pip install 'chiral_jax[tasks]'``): module -> package."""
 
