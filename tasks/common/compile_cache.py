@@ -43,12 +43,14 @@ MAX_BYTES = 2**30
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
     """The cache ``chiral`` uses, by the rules above: a folder or a URL, None when off."""
-    setting = environ.get(ENV, "").strip()
+    setting = _setting(environ)
     if setting.lower() in _OFF:
         return None
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
-    return str(_own_folder(setting, environ))
+    return jax.config.jax_compilation_cache_dir or str(_own_folder(setting, environ))
+
+
+def _setting(environ: Mapping[str, str]) -> str:
+    return environ.get(ENV, "").strip()
 
 
 def _own_folder(setting: str, environ: Mapping[str, str]) -> Path:
@@ -62,13 +64,14 @@ def _own_folder(setting: str, environ: Mapping[str, str]) -> Path:
 def enable(environ: Mapping[str, str] = os.environ) -> str | None:
     """Configure JAX's persistent compilation cache by the rules above; returns the cache
     in use, or None where it is off or its folder is unusable (with a warning)."""
-    if environ.get(ENV, "").strip().lower() in _OFF:
+    setting = _setting(environ)
+    if setting.lower() in _OFF:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir  # the user's: their settings stand
     try:
-        folder = _own_folder(environ.get(ENV, "").strip(), environ)
+        folder = _own_folder(setting, environ)
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder}: not writable")
