@@ -64,14 +64,14 @@ def _own_folder(setting: str, environ: Mapping[str, str]) -> Path:
 def enable(environ: Mapping[str, str] = os.environ) -> str | None:
     """Configure JAX's persistent compilation cache by the rules above; returns the cache
     in use, or None where it is off or its folder is unusable (with a warning)."""
-    setting = _setting(environ)
-    if setting.lower() in _OFF:
-        jax.config.update("jax_enable_compilation_cache", False)
-        return None
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir  # the user's: their settings stand
     try:
-        folder = _own_folder(setting, environ)
+        chosen = cache_dir(environ)
+        if chosen is None:
+            jax.config.update("jax_enable_compilation_cache", False)
+            return None
+        if chosen == jax.config.jax_compilation_cache_dir:
+            return chosen  # the user's: their settings stand
+        folder = Path(chosen)
         folder.mkdir(parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder}: not writable")
@@ -81,11 +81,11 @@ def enable(environ: Mapping[str, str] = os.environ) -> str | None:
             stacklevel=2,
         )
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_compilation_cache_dir", chosen)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     if "JAX_COMPILATION_CACHE_MAX_SIZE" not in environ and importlib.util.find_spec(
         "filelock"
     ):
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
-    return str(folder)
+    return chosen
