@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import sys
@@ -41,12 +40,12 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
-from tqdm import tqdm
 
 from chiral_tasks.common import distributed, signals
 from chiral_tasks.common.checkpoint import Checkpointer, CheckpointError
 from chiral_tasks.common.data import Batcher
-from chiral_tasks.common.run import CHECKPOINT_FORMAT, CHECKPOINTS, RUN_FILE
+from chiral_tasks.common.progress import progress_bar
+from chiral_tasks.common.run import CHECKPOINT_FORMAT, CHECKPOINTS, RUN_FILE, read_run_config
 
 LossFn = Callable[[nnx.Module, Any], tuple[jax.Array, Mapping[str, jax.Array]]]
 
@@ -512,18 +511,17 @@ class Trainer:
         self._check_batcher(batcher)
         step = _step_on(self.mesh)
         batcher.restore(self._position or {"epoch": self.epoch, "batch": 0})
-        show = self.config.progress and sys.stderr.isatty()
         with signals.deferred(), self._checkpoint_on_interrupt():
             while self.epoch < self.config.epochs:
                 if max_steps is not None and self.step >= max_steps:
                     break
                 self._start_epoch()
                 started = time.perf_counter()
-                bar = tqdm(
+                bar = progress_bar(
                     total=len(batcher),
                     initial=batcher.batch,
                     desc=f"{self._label}epoch {self.epoch + 1}/{self.config.epochs}",
-                    disable=not show,
+                    enabled=self.config.progress,
                     leave=False,
                 )
                 with bar:
@@ -641,11 +639,8 @@ def load_trained(
       loss_fn: the run's loss (the trainer that restores the checkpoint needs it).
       task: named in the error for a folder that is not a run of this task.
     """
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}, so not a {task} run folder")
+    config = read_run_config(run_dir, task)
     try:
-        config = json.loads(path.read_text())["config"]
         found = config.get("checkpoint_format", 1)
         if found != CHECKPOINT_FORMAT:
             raise CheckpointError(
@@ -657,7 +652,7 @@ def load_trained(
             **config["train"], checkpoint_dir=str(Path(run_dir) / CHECKPOINTS), progress=False
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a {task} run record ({err})") from err
+        raise ValueError(f"{Path(run_dir) / RUN_FILE}: not a {task} run record ({err})") from err
     trainer = Trainer(model, loss_fn, train_config, 1, resume=True, fallback=False)
     try:
         return trainer.model(), config

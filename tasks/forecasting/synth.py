@@ -285,12 +285,12 @@ def generate(
       FileExistsError: if one of those files exists and ``overwrite`` is False;
         checked before anything is generated or written.
     """
-    from tqdm import tqdm
+    from chiral_tasks.common.progress import progress_bar
 
     paths = output_paths(out_dir, config)
     if not overwrite:
         refuse_existing(out_dir, paths)
     actions, train = assignments(config)
-    for i in tqdm(range(config.num_videos), desc="videos", disable=not progress):
+    for i in progress_bar(range(config.num_videos), desc="videos", enabled=progress):
         write_video_mat(paths[i], **synth_video(i, PENN_ACTIONS[actions[i]], train[i], config))
     return paths

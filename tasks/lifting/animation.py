@@ -55,13 +55,14 @@ def animate_lifting(
       fps: frames per second of the animation.
       interpolated: frames without a detected person (their 2D input was
         interpolated); their title says so.
-      progress: show a progress bar over the rendered frames.
+      progress: show a progress bar over the rendered frames (on a terminal).
     """
     from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from tqdm import tqdm
+
+    from chiral_tasks.common.progress import progress_bar
 
     fmt = os.fspath(path).rpartition(".")[2]
     check_writer(fmt)
@@ -106,7 +107,7 @@ def animate_lifting(
 
     animation = FuncAnimation(figure, draw, frames=frames, blit=False)
     writer = PillowWriter(fps=fps) if fmt == "gif" else FFMpegWriter(fps=fps)
-    with tqdm(total=frames, desc="animation", unit="frame", disable=not progress) as bar:
+    with progress_bar(total=frames, desc="animation", unit="frame", enabled=progress) as bar:
         with atomic_path(path, suffix=f".tmp.{fmt}") as tmp:
             animation.save(
                 os.fspath(tmp), writer=writer, progress_callback=lambda i, n: bar.update(1)
