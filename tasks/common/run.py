@@ -271,13 +271,15 @@ def open_run(
             _write_run_file(run_file, recorded)
             return Run(folder, config, resume=_has_checkpoint(folder), results=None)
         else:
-            ways = (
-                "rerun with --resume to continue it with the new length, "
-                if _lengthens(diff, length_keys)
-                else ""
-            ) + "choose another --out, or pass --overwrite to replace it"
+            if _lengthens(diff, length_keys):
+                ways = "rerun with --resume to continue it with the new length, "
+            elif resume:
+                ways = f"--resume does not apply ({_why_not_longer(diff, length_keys)}); "
+            else:
+                ways = ""
             raise RunConflict(
                 f"{folder}: holds a run with another config ({_describe(diff)}); {ways}"
+                "choose another --out, or pass --overwrite to replace it"
             )
     folder.mkdir(parents=True, exist_ok=True)
     _write_run_file(run_file, recorded)
@@ -305,6 +307,15 @@ def _nothing_saved(folder: Path) -> bool:
             continue
         return False
     return True
+
+
+def _why_not_longer(diff: Mapping[str, tuple[Any, Any]], length_keys: frozenset[str]) -> str:
+    """Why ``diff`` is not a longer run of the same config, for ``--resume``'s refusal."""
+    fixed = sorted(set(diff) - length_keys)
+    if fixed:
+        which = ", ".join(sorted(length_keys - {"cells"}))
+        return f"it cannot change {', '.join(fixed)}; here it may change {which}"
+    return "it only lengthens a run, and these settings shorten it"
 
 
 def _lengthens(diff: Mapping[str, tuple[Any, Any]], length_keys: frozenset[str]) -> bool:
@@ -357,6 +368,28 @@ CHECKPOINT_FORMAT = 2
 """The layout of the model state in checkpoints; a run of another layout is another
 config (refused, not resumed into a failing restore). 2: tied layers store their free
 blocks packed in one vector (``free_kernel``, ``free_bias``, ...)."""
+
+
+def read_run_config(folder: str | os.PathLike, task: str) -> dict[str, Any]:
+    """The config a run folder of ``task`` was trained with (its ``run.json``).
+
+    Raises ``FileNotFoundError`` naming what is missing (the folder, or its run record)
+    and ``ValueError`` for a record that cannot be read or belongs to another task.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such run folder")
+    path = folder / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {RUN_FILE}, so not a {task} run folder")
+    try:
+        config = json.loads(path.read_text())["config"]
+        found = config.get("task", task)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a {task} run record ({err})") from err
+    if found != task:
+        raise ValueError(f"{folder}: a {found} run, not a {task} run")
+    return config
 
 
 def _write_run_file(path: Path, config: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ from _files import snapshot
 import chiral_tasks.cli
 from chiral_tasks.common import run as run_module
 from chiral_tasks.common.run import (
+    LENGTH_KEYS,
     RunConflict,
     check_output,
     differences,
@@ -16,6 +17,7 @@ from chiral_tasks.common.run import (
     fingerprint,
     grid,
     open_run,
+    read_run_config,
     run_experiment,
 )
 
@@ -62,6 +64,11 @@ def test_other_settings_are_refused_unless_resume_lengthens_or_overwrite_replace
         open_run(tmp_path, with_epochs(3))
     changed = {**CONFIG, "train": {"epochs": 2, "lr": 0.2}}
     with pytest.raises(RunConflict, match=r"train.lr was 0.1, now 0.2\); choose another --out"):
+        open_run(tmp_path, changed)
+    # Under --resume the refusal says why it does not apply.
+    with pytest.raises(
+        RunConflict, match=r"now 0.2\); --resume does not apply \(it cannot change train.lr;"
+    ):
         open_run(tmp_path, changed, resume=True)
     assert snapshot(tmp_path) == before
 
@@ -151,14 +158,17 @@ def test_resuming_a_finished_run_for_longer_drops_its_old_results(tmp_path):
 def test_resume_never_shortens_a_run(tmp_path):
     open_run(tmp_path, with_epochs(4))
     (tmp_path / "checkpoints" / "5").mkdir(parents=True)
-    with pytest.raises(RunConflict, match=r"train.epochs was 4, now 2\); choose another --out"):
+    shorter = r"\); --resume does not apply \(it only lengthens a run, and these settings"
+    with pytest.raises(RunConflict, match=r"train.epochs was 4, now 2" + shorter):
         open_run(tmp_path, with_epochs(2), resume=True)
     capped = {**with_epochs(4), "max_steps": 10}
-    with pytest.raises(RunConflict, match="max_steps was None, now 10"):
+    with pytest.raises(RunConflict, match=r"max_steps was None, now 10" + shorter):
         open_run(tmp_path, capped, resume=True)
-    no_epochs = frozenset({"max_steps"})
-    with pytest.raises(RunConflict, match="choose another --out"):
-        open_run(tmp_path, with_epochs(6), resume=True, length_keys=no_epochs)
+    # A task whose schedule follows the epoch count keeps the epochs fixed (lifting).
+    fixed_epochs = LENGTH_KEYS - {"train.epochs"}
+    with pytest.raises(RunConflict, match=r"it cannot change train.epochs; here it may change "
+                                          r"max_steps, train.checkpoint_every\)"):  # fmt: skip
+        open_run(tmp_path, with_epochs(6), resume=True, length_keys=fixed_epochs)
 
 
 def test_a_run_that_saved_nothing_restarts_with_the_new_config(tmp_path):
@@ -197,3 +207,17 @@ def test_a_run_of_an_older_checkpoint_format_is_refused_not_restored(tmp_path):
     (tmp_path / "checkpoints" / "5").mkdir(parents=True)
     with pytest.raises(RunConflict, match="checkpoint_format"):
         open_run(tmp_path, CONFIG)
+
+
+def test_reading_a_run_folder_names_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing: no such run folder"):
+        read_run_config(tmp_path / "missing", "lifting")
+    with pytest.raises(FileNotFoundError, match="no run.json, so not a lifting run folder"):
+        read_run_config(tmp_path, "lifting")
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(ValueError, match="run.json: not a lifting run record"):
+        read_run_config(tmp_path, "lifting")
+    open_run(tmp_path / "run", {**CONFIG, "task": "forecasting"})
+    with pytest.raises(ValueError, match="run: a forecasting run, not a lifting run"):
+        read_run_config(tmp_path / "run", "lifting")
+    assert read_run_config(tmp_path / "run", "forecasting")["train"] == CONFIG["train"]
