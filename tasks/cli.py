@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        saved = "; ".join(getattr(err, "__notes__", [])) or "nothing new to save"
+        saved = "; ".join(getattr(err, "__notes__", [])) or "no training steps were left unsaved"
         again = (
             "rerun the same command without --overwrite to resume"
             if getattr(args, "overwrite", False)

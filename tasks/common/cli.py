@@ -48,7 +48,12 @@ class UsageError(ValueError):
 
 class ArgumentParser(argparse.ArgumentParser):
     """An argument parser whose errors raise :class:`UsageError` instead of exiting,
-    so the entry point reports them as one line."""
+    so the entry point reports them as one line. Options must be spelled out in full:
+    an abbreviation (``--epoch`` for ``--epochs``) is an error, not a guess."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(message)

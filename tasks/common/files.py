@@ -74,5 +74,5 @@ def refuse_existing(folder: str | os.PathLike, paths: Iterable[str | os.PathLike
     others = f" (and {more} more file{'s' if more > 1 else ''} this generator writes)"
     raise FileExistsError(
         f"{folder}: already holds {name}{others if more else ''}; pass --overwrite "
-        f"(overwrite=True) to replace {'them' if more else 'it'}, or choose another --out"
+        f"to replace {'them' if more else 'it'}, or choose another --out"
     )
