@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -129,8 +128,9 @@ def _samples(args, *, generate: bool = False):
     return train, test, record
 
 
-def _print_json(results: dict) -> None:
-    print(json.dumps({k: results[k] for k in ("pck_avg", "pck")}, indent=None))
+def _print_pck(name: str, results: dict) -> None:
+    steps = " ".join(f"{p:.1f}" for p in results["pck"])
+    print(f"{name}: PCK@0.05 {results['pck_avg']:.1f}% on average; per future step (%): {steps}")
 
 
 # -- commands -------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def cmd_train(args) -> None:
         results = run.finish({"history": history, **fc.evaluate(model, test)})
     else:
         print(f"{run.folder}: finished earlier with these settings; its results:")
-    _print_json(results)
+    _print_pck(args.model, results)
     print(f"results in {run.folder / 'results.json'}")
 
 
@@ -194,7 +194,8 @@ def cmd_evaluate(args) -> None:
     results = {**identity, **fc.evaluate(model, test, tta=args.tta)}
     results.update(wall_seconds=time.perf_counter() - started, environment=environment())
     write_results(out, results)
-    _print_json(results)
+    name = "chiral" if config["model"]["chiral"] else "plain"
+    _print_pck(f"{name}{' + flip TTA' if args.tta else ''} ({args.run})", results)
     print(f"wrote {out}")
 
 

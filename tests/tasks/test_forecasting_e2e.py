@@ -38,7 +38,9 @@ def test_generate_train_evaluate_via_the_cli(tmp_path, capsys):
     # the restored checkpoint scores exactly as the model that was trained
     np.testing.assert_allclose(evaluated["pck"], trained["pck"])
     assert evaluated["tta"] is False
-    assert "pck_avg" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"plain: PCK@0.05 {trained['pck_avg']:.1f}% on average; per future step" in printed
+    assert f"plain ({run}): PCK@0.05 {evaluated['pck_avg']:.1f}% on average" in printed
 
     assert chiral_tasks.cli.main(["forecasting", "evaluate", "--run", str(run), "--data",
                                   str(data), "--out", str(out), "--tta"]) == 1  # fmt: skip
