@@ -33,8 +33,15 @@ from chiral_tasks.common.cli import (
 )
 from chiral_tasks.common.compare import TRAINED
 from chiral_tasks.common.files import refuse_existing
-from chiral_tasks.common.results import write_results
-from chiral_tasks.common.run import check_output, environment, fingerprint, open_run
+from chiral_tasks.common.results import read_results, write_results
+from chiral_tasks.common.run import (
+    RUN_FILE,
+    check_output,
+    environment,
+    fingerprint,
+    open_run,
+    read_run_config,
+)
 from chiral_tasks.lifting import experiments
 from chiral_tasks.lifting.animation import FORMATS, animate_lifting, check_writer
 from chiral_tasks.lifting.cameras import load_cameras_json
@@ -291,9 +298,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    model_dir = Path(args.run) / "model"
+    run_dir = Path(args.run)
+    if not run_dir.is_dir() or (run_dir / RUN_FILE).is_file():
+        read_run_config(run_dir, TASK)  # names a missing folder or another task's run
+    # A folder with a saved model and no run record (save_model's) is evaluated too.
+    model_dir = run_dir / "model"
     if not (model_dir / "model.json").is_file():
-        raise FileNotFoundError(f"{args.run}: no trained model (no model/model.json); train one")
+        raise FileNotFoundError(
+            f"{args.run}: no trained model (no model/model.json): train one, or finish "
+            "its training (rerun its train command)"
+        )
     dataset, data = _dataset(args)
     trained = load_model(model_dir, dataset.skeleton, dataset.skeleton_2d)
     subjects = args.test_subjects or default_split(dataset)[1]
@@ -393,8 +407,14 @@ def cmd_infer(args: argparse.Namespace) -> None:
     check_output(record_path, identity, overwrite=args.overwrite)
     animation = out / f"animation.{args.animation}" if args.animation != "none" else None
     outputs = [out / "poses_3d.npz", out / "poses_3d.json", animation]
+    drawn = {"file": animation.name, "fps": args.fps} if animation is not None else None
     if not (args.overwrite or record_path.exists()):
         refuse_existing(out, [p for p in outputs if p is not None])
+    elif not args.overwrite and _lifted_before(record_path, outputs, drawn):
+        print(f"{out}: lifted earlier from these inputs; its files are there: " + ", ".join(
+            p.name for p in [*outputs, record_path] if p is not None
+        ))  # fmt: skip
+        return
     started = time.perf_counter()
     lifted = read_and_lift(
         lifter, args.keypoints, allow_pickle=args.allow_pickle, person=args.person,
@@ -419,10 +439,24 @@ def cmd_infer(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
         )  # fmt: skip
         paths["animation"] = animation
-    record = {**identity, "report": report, "files": {k: p.name for k, p in paths.items()},
+    files = {k: p.name for k, p in paths.items()}
+    record = {**identity, "report": report, "files": files, "animation": drawn,
               "wall_seconds": seconds, "environment": environment()}  # fmt: skip
     write_results(record_path, record)
     print("wrote " + ", ".join(str(p) for p in [*paths.values(), record_path]))
+
+
+def _lifted_before(record_path: Path, outputs: list[Path | None], drawn: dict | None) -> bool:
+    """Whether ``record_path`` (already checked to be of the same inputs) records a
+    finished run of this command: every requested output there, the animation (if one
+    is asked for) drawn with the same settings."""
+    try:
+        record = read_results(record_path)
+    except (OSError, ValueError):
+        return False
+    if drawn is not None and record.get("animation") != drawn:
+        return False
+    return all(p.is_file() for p in outputs if p is not None)
 
 
 def _frame_list(frames: list[int], shown: int = 8) -> str:

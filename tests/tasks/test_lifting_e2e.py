@@ -144,8 +144,12 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
         r"'S5', action 'Waving'.*camera 2.*NaN",
         error(["evaluate", "--data", str(bad), "--run", str(tmp_path / "run")]),
     )
-    assert "no trained model" in error(
+    assert "none: no such run folder" in error(
         ["evaluate", "--data", str(data / "h36m.npz"), "--run", str(tmp_path / "none")]
+    )
+    (tmp_path / "empty").mkdir()
+    assert "no trained model" in error(
+        ["evaluate", "--data", str(data / "h36m.npz"), "--run", str(tmp_path / "empty")]
     )
     assert "--allow-pickle" in error(
         ["evaluate", "--data", str(data / "data_3d_h36m.npz"),

@@ -185,8 +185,15 @@ def test_infer_through_the_cli(dataset, tmp_path, capsys):
               f"file, {clean_mm:.1f} mm from the clean keypoints")  # fmt: skip
     assert error_mm < clean_mm + 20.0
 
-    # Run twice: the same command rewrites its own outputs.
+    # Run twice: the same command reuses its own outputs, leaving them as they are.
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
     assert main(infer) == 0
+    assert f"{out}: lifted earlier from these inputs" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    # Another frame rate draws the animation again (same poses, so not "other inputs").
+    assert main(infer + ["--fps", "10", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert json.loads((out / "inference.json").read_text())["animation"]["fps"] == 10
     # Other inputs into the same folder are refused, and nothing is overwritten.
     before = (out / "inference.json").read_bytes()
     assert main(infer[:-4] + ["--threshold", "0.5"] + infer[-4:]) == 1
