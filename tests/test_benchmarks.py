@@ -184,3 +184,28 @@ def test_main_runs_the_transformer_alone(tmp_path, monkeypatch, capsys):
         run.main(["--skip-layers", "--skip-models", "--rounds", "1", "--out", str(out)])
     assert exit_.value.code == 2 and out.read_text() == before
     assert f"{out} exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_against_measures_both_trees_in_one_sitting(tmp_path, capsys):
+    from benchmarks import against
+
+    head = against._git("rev-parse", "HEAD")
+    out = tmp_path / "against.json"
+    against.main(["HEAD", "--quick", "--repeats", "1", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["rev"] == head and record["this_tree"].startswith(head)
+    assert [c["tree"] for c in record["children"]] == ["rev", "this"]
+    for child in record["children"]:
+        assert child["versions"]["jax"] == jax.__version__
+        assert child["p2"]["ratio"]["plain_flip"] == 1.0 and child["p2"]["ratio"]["chiral"] > 0
+        # Either the fused kernels were timed, or why not is recorded.
+        assert ("chiral_fused" in child["p2"]["ratio"]) != ("fused" in child)
+        assert child["p1"]["ratio"]["plain"] == child["p1_tanh"]["ratio"]["plain"] == 1.0
+    summary = record["summary"]["this"]["p2"]["chiral"]
+    assert summary["min"] <= summary["median"] <= summary["max"]
+    # An existing --out is not replaced without --overwrite.
+    before = out.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        against.main(["HEAD", "--quick", "--out", str(out)])
+    assert exit_.value.code == 2 and out.read_text() == before
+    assert "pass --overwrite" in capsys.readouterr().err
