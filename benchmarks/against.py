@@ -71,16 +71,28 @@ plain_fn, plain_state = eval_fn(plain)
 chiral_fn, chiral_state = eval_fn(chiral)
 variants = [Variant("plain_flip", plain_fn, (plain_state, both)),
             Variant("chiral", chiral_fn, (chiral_state, x))]
-try:
-    from chiral_jax import fused
-    fused.enable()
-    graphdef, _ = nnx.split(chiral)
-    fused_fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
-    jax.block_until_ready(fused_fn(chiral_state, x))  # traced with the kernels on
-    fused.disable()
-    variants.append(Variant("chiral_fused", fused_fn, (chiral_state, x)))
-except Exception as error:  # no fused package in this tree, or no compiler
-    out["fused"] = f"{type(error).__name__}: {error}"
+
+def fused_variant():
+    # The chiral pass traced with the tree's opt-in fused kernels, or why there is none.
+    import chiral_jax
+    if not os.path.isdir(os.path.join(os.path.dirname(chiral_jax.__file__), "fused")):
+        return None, "this tree has no chiral_jax.fused"
+    try:
+        from chiral_jax import fused
+        fused.enable()
+        graphdef, _ = nnx.split(chiral)
+        fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+        jax.block_until_ready(fn(chiral_state, x))  # traced with the kernels on
+        fused.disable()
+        return Variant("chiral_fused", fn, (chiral_state, x)), None
+    except Exception as error:  # the kernels cannot be built here (no compiler)
+        return None, f"{type(error).__name__}: {error}"
+
+variant, why_not = fused_variant()
+if variant is None:
+    out["fused"] = why_not
+else:
+    variants.append(variant)
 timing = time_variants(variants, "plain_flip", rounds=rounds)
 out["p2"] = {"seconds": timing.seconds, "ratio": timing.ratio}
 for key, act in (("p1", False), ("p1_tanh", True)):
@@ -88,6 +100,13 @@ for key, act in (("p1", False), ("p1_tanh", True)):
                      activation=act, frames=size["frames"])
     record = run_layer_case(case, size["layer_rounds"])
     out[key] = {"seconds": record["seconds"], "ratio": record["ratio"]}
+# Every module of the three packages came from this tree (not from an installed copy).
+root = os.environ["PYTHONPATH"]
+strays = sorted(name for name, module in sys.modules.items()
+                if name.split(".")[0] in ("chiral_jax", "chiral_tasks", "benchmarks")
+                and not (getattr(module, "__file__", None) or root).startswith(root))
+if strays:
+    raise SystemExit(f"modules from outside {root}: {strays}")
 print(json.dumps(out))
 """
 
