@@ -209,6 +209,29 @@ LIMITED_SETTINGS = (
 """(label, training subjects, fraction of each recording) of the limited-data runs."""
 
 
+def fill_frames(sequences: Sequences, frames: int) -> Sequences:
+    """``sequences`` listed over and over, in order, up to at least ``frames`` frames (and
+    less than one sequence more): a set of exactly ``frames`` frames is listed once.
+
+    >>> import numpy as np
+    >>> s = Sequences([np.zeros((3, 1, 2)), np.zeros((2, 1, 2))], [None, None], ["a", "b"])
+    >>> fill_frames(s, 12).keys, fill_frames(s, 12).num_frames
+    (['a', 'b', 'a', 'b', 'a'], 13)
+    """
+    if sequences.num_frames == 0:
+        raise ValueError("fill_frames needs at least one frame")
+    index, total = [], 0
+    while total < frames:
+        i = len(index) % len(sequences.inputs)
+        index.append(i)
+        total += len(sequences.inputs[i])
+    return Sequences(
+        [sequences.inputs[i] for i in index],
+        [sequences.targets[i] for i in index],
+        [sequences.keys[i] for i in index],
+    )
+
+
 def _setting_folder(label: str) -> str:
     return label.replace("%", "pct").replace("+", "_").replace(" ", "_")
 
@@ -226,10 +249,12 @@ def limited_data(
 ) -> dict:
     """Chiral vs plain MPJPE on growing training sets; writes ``limited_data.png``.
 
-    Smaller sets are listed several times per epoch (``repeats``), so that every
-    setting takes about as many steps as the largest: the small sets are not also
-    under-trained, and every run has the same epochs (and compiled steps). Runs under
-    the rerun rule of :mod:`chiral_tasks.common.run`, one cell per setting and model.
+    Every setting's sequences are listed over and over, in order, until they hold as
+    many frames as the largest set (:func:`fill_frames`; ``repeats`` in the rows is how
+    many times over), so every setting takes the same number of steps, within one
+    sequence: the small sets are not also under-trained, and every run has the same
+    epochs (and compiled steps). Runs under the rerun rule of
+    :mod:`chiral_tasks.common.run`, one cell per setting and model.
     """
     _, test_subjects = default_split(dataset)
     test = camera_sequences(dataset, test_subjects)
@@ -239,10 +264,12 @@ def limited_data(
         for label, subjects, fraction in LIMITED_SETTINGS
     }
     largest = max(s.num_frames for s in sets.values())
-    repeats = {label: max(1, round(largest / s.num_frames)) for label, s in sets.items()}
+    filled = {label: fill_frames(s, largest) for label, s in sets.items()}
     config = {
         "task": "lifting",
         "experiment": "limited-data",
+        # Each setting is listed up to the largest set's frames (before: whole repeats).
+        "fill": "frames",
         "data": data,
         "model": dataclasses.asdict(model_config),
         "train": train_record(train_config),
@@ -260,11 +287,8 @@ def limited_data(
 
     def run_one(run: Run, params: dict) -> dict:
         label, variant = params["setting"], params["variant"]
-        sequences = sets[label]
-        n = repeats[label]
-        sequences = Sequences(sequences.inputs * n, sequences.targets * n, sequences.keys * n)
         trained = fit(
-            run, sequences, dataset.skeleton_2d, dataset.skeleton,
+            run, filled[label], dataset.skeleton_2d, dataset.skeleton,
             dataclasses.replace(model_config, chiral=variant == "chiral"), train_config,
             label=f"{variant} {label}", max_steps=max_steps,
         )  # fmt: skip
@@ -278,7 +302,9 @@ def limited_data(
         return top.results
     rows = []
     for label, _, _ in LIMITED_SETTINGS:
-        row = {"setting": label, "frames": sets[label].num_frames, "repeats": repeats[label]}
+        frames = sets[label].num_frames
+        repeats = round(filled[label].num_frames / frames, 2)
+        row = {"setting": label, "frames": frames, "repeats": repeats}
         for variant in LIMITED_MODELS:
             test_result = results[f"{_setting_folder(label)}_{variant}"]["test"]
             row[f"{variant}_mpjpe"] = test_result["mpjpe"]
@@ -327,7 +353,7 @@ def markdown_limited(results: dict) -> str:
     header = list(LIMITED_COLUMNS.values())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in results["rows"]:
-        cells = [row["setting"], f"{row['frames']:,}", str(row["repeats"])]
+        cells = [row["setting"], f"{row['frames']:,}", f"{row['repeats']:g}"]
         cells += [f"{row[k]:.1f}" for k in list(LIMITED_COLUMNS)[3:]]
         lines.append("| " + " | ".join(cells) + " |")
     config = results.get("config")  # absent from files written before it was recorded
