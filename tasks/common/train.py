@@ -452,6 +452,14 @@ class Trainer:
         self.history = list(meta["history"])
         self._position = meta["position"]
         self._metrics = _EpochMetrics(meta["epoch_sums"], meta["epoch_weight"])
+        if self.config.progress:
+            batch = self._position.get("batch", 0) if isinstance(self._position, dict) else 0
+            print(
+                f"{self._label}resuming from the checkpoint at step {self.step} "
+                f"(epoch {self.epoch + 1}, batch {batch})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _start_epoch(self) -> None:
         if self.epoch_hook is None:

@@ -201,7 +201,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
     assert without_time(history) == without_time(straight.history)
 
 
-def test_ctrl_c_saves_the_last_step_and_resume_loses_nothing(tmp_path):
+def test_ctrl_c_saves_the_last_step_and_resume_loses_nothing(tmp_path, capsys):
     straight, batcher = make_trainer()
     straight.fit(batcher)
 
@@ -220,8 +220,10 @@ def test_ctrl_c_saves_the_last_step_and_resume_loses_nothing(tmp_path):
     assert first.step == 6
     first.close()
 
-    resumed, batcher = make_trainer(tmp_path, resume=True)
+    capsys.readouterr()
+    resumed, batcher = make_trainer(tmp_path, resume=True, progress=True)
     assert resumed.step == 6
+    assert "resuming from the checkpoint at step 6 (epoch 2, batch 1)" in capsys.readouterr().err
     history = resumed.fit(batcher)
     assert_trees_identical(resumed.params, straight.params)
     assert_trees_identical(resumed.opt_state, straight.opt_state)
