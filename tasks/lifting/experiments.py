@@ -209,27 +209,35 @@ LIMITED_SETTINGS = (
 """(label, training subjects, fraction of each recording) of the limited-data runs."""
 
 
-def fill_frames(sequences: Sequences, frames: int) -> Sequences:
-    """``sequences`` listed over and over, in order, up to at least ``frames`` frames (and
-    less than one sequence more): a set of exactly ``frames`` frames is listed once.
+def fill_windows(sequences: Sequences, windows: int, chunk_length: int = 1) -> Sequences:
+    """``sequences`` listed over and over, in order, until they hold at least ``windows``
+    training windows of ``chunk_length`` output frames (a sequence of ``T`` frames holds
+    ``ceil(T / chunk_length)``, as :class:`~chiral_tasks.common.data.WindowSampler` cuts
+    it), and less than one sequence more: a set of exactly ``windows`` is listed once.
 
     >>> import numpy as np
     >>> s = Sequences([np.zeros((3, 1, 2)), np.zeros((2, 1, 2))], [None, None], ["a", "b"])
-    >>> fill_frames(s, 12).keys, fill_frames(s, 12).num_frames
+    >>> fill_windows(s, 12).keys, fill_windows(s, 12).num_frames
     (['a', 'b', 'a', 'b', 'a'], 13)
+    >>> fill_windows(s, 5, chunk_length=2).keys  # 2 + 1 windows per listing
+    ['a', 'b', 'a']
     """
     if sequences.num_frames == 0:
-        raise ValueError("fill_frames needs at least one frame")
+        raise ValueError("fill_windows needs at least one frame")
     index, total = [], 0
-    while total < frames:
+    while total < windows:
         i = len(index) % len(sequences.inputs)
         index.append(i)
-        total += len(sequences.inputs[i])
+        total += -(-len(sequences.inputs[i]) // chunk_length)
     return Sequences(
         [sequences.inputs[i] for i in index],
         [sequences.targets[i] for i in index],
         [sequences.keys[i] for i in index],
     )
+
+
+def _windows(sequences: Sequences, chunk_length: int) -> int:
+    return sum(-(-len(x) // chunk_length) for x in sequences.inputs)
 
 
 def _setting_folder(label: str) -> str:
@@ -250,10 +258,10 @@ def limited_data(
     """Chiral vs plain MPJPE on growing training sets; writes ``limited_data.png``.
 
     Every setting's sequences are listed over and over, in order, until they hold as
-    many frames as the largest set (:func:`fill_frames`; ``repeats`` in the rows is how
-    many times over), so every setting takes the same number of steps, within one
-    sequence: the small sets are not also under-trained, and every run has the same
-    epochs (and compiled steps). Runs under the rerun rule of
+    many training windows as the largest set (:func:`fill_windows`; ``repeats`` in the
+    rows is how many times over), so every setting takes the same number of steps,
+    within one sequence: the small sets are not also under-trained, and every run has
+    the same epochs (and compiled steps). Runs under the rerun rule of
     :mod:`chiral_tasks.common.run`, one cell per setting and model.
     """
     _, test_subjects = default_split(dataset)
@@ -263,13 +271,14 @@ def limited_data(
         label: camera_sequences(dataset, subjects, fraction=fraction, seed=seed)
         for label, subjects, fraction in LIMITED_SETTINGS
     }
-    largest = max(s.num_frames for s in sets.values())
-    filled = {label: fill_frames(s, largest) for label, s in sets.items()}
+    chunk = model_config.chunk_length
+    largest = max(_windows(s, chunk) for s in sets.values())
+    filled = {label: fill_windows(s, largest, chunk) for label, s in sets.items()}
     config = {
         "task": "lifting",
         "experiment": "limited-data",
-        # Each setting is listed up to the largest set's frames (before: whole repeats).
-        "fill": "frames",
+        # Each setting is listed up to the largest set's windows (before: whole repeats).
+        "fill": "windows",
         "data": data,
         "model": dataclasses.asdict(model_config),
         "train": train_record(train_config),
@@ -303,7 +312,7 @@ def limited_data(
     rows = []
     for label, _, _ in LIMITED_SETTINGS:
         frames = sets[label].num_frames
-        repeats = round(filled[label].num_frames / frames, 2)
+        repeats = round(_windows(filled[label], chunk) / _windows(sets[label], chunk), 2)
         row = {"setting": label, "frames": frames, "repeats": repeats}
         for variant in LIMITED_MODELS:
             test_result = results[f"{_setting_folder(label)}_{variant}"]["test"]

@@ -82,6 +82,12 @@ class ModelConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
 
+    @property
+    def chunk_length(self) -> int:
+        """Output frames of one training window of the model (its ``chunk_length``): one
+        for the temporal conv net's strided path, a whole clip for the transformer."""
+        return self.frames if self.arch == "transformer" else 1
+
     def width(self, skeleton_2d: Skeleton) -> int:
         """The hidden width of a model whose 2D input has ``skeleton_2d``'s joints."""
         if not self.chiral or self.arch == "transformer":

@@ -19,10 +19,12 @@ from chiral_tasks.lifting.data import Sequences, camera_sequences
 from chiral_tasks.lifting.evaluate import predict_sequences
 from chiral_tasks.lifting.npz import load_npz
 from chiral_tasks.lifting.train import (
+    ARCHS,
     ModelConfig,
     TrainConfig,
     TrainedModel,
     build_model,
+    defaults,
     load_model,
     save_model,
     train,
@@ -166,6 +168,15 @@ def test_impl_flag_selects_the_model_form():
     # 128 channels (119 chiral) are narrow: the dense form by default.
     assert build_model(default, H36M_17, H36M_17, seed=0).impl == "dense"
     assert build_model(forced, H36M_17, H36M_17, seed=0).impl == "even_odd"
+
+
+def test_a_config_knows_its_models_training_window():
+    """Limited data fills every setting up to the same number of training windows by
+    ``ModelConfig.chunk_length``, which must be the built model's."""
+    for arch in ARCHS:
+        config = defaults(arch, paper=False)[0]
+        model = build_model(config, H36M_17, H36M_17, seed=0)
+        assert config.chunk_length == model.chunk_length
 
 
 # -- COCO-17 keypoints in, Human3.6M-17 poses out -----------------------------------------
