@@ -12,8 +12,8 @@ alternate (REV, this tree, REV, ...), so both see the same machine:
   17 joints, receptive field 243, 8 sequences x 243 output frames, eval mode), one
   chiral pass in the model's default form (1020 channels) over the plain model (1024)
   on the input and its mirror stacked: flip augmentation's work. Where the tree has
-  ``chiral_jax.fused`` and its kernels build, ``p2_fused`` is the chiral pass traced
-  with them on.
+  ``chiral_jax.fused`` and its kernels build, the variant ``chiral_fused`` is the
+  chiral pass traced with them on (else the child's record says why not).
 * ``p1``, ``p1_tanh``: one chiral conv layer (kernel 3, width 1020, 32 x 243 frames),
   forward + backward, alone and with its tanh, every variant of the tree's own
   ``benchmarks.layers`` case, over the plain conv.
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in a child whose PYTHONPATH holds one tree; prints one JSON line.
 _DRIVER = r"""
-import json, os, sys, time
+import json, os, sys
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from chiral_jax.skeletons import H36M_17
@@ -200,6 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.out is not None and args.out.exists() and not args.overwrite:
         parser.error(f"{args.out} exists: pass --overwrite to replace it, or name a new file")
     from benchmarks.timing import device_line
