@@ -228,7 +228,7 @@ def fill_windows(sequences: Sequences, windows: int, chunk_length: int = 1) -> S
     while total < windows:
         i = len(index) % len(sequences.inputs)
         index.append(i)
-        total += -(-len(sequences.inputs[i]) // chunk_length)
+        total += _windows_in(len(sequences.inputs[i]), chunk_length)
     return Sequences(
         [sequences.inputs[i] for i in index],
         [sequences.targets[i] for i in index],
@@ -236,8 +236,13 @@ def fill_windows(sequences: Sequences, windows: int, chunk_length: int = 1) -> S
     )
 
 
+def _windows_in(frames: int, chunk_length: int) -> int:
+    """Training windows in a sequence of ``frames``: ``ceil(frames / chunk_length)``."""
+    return -(-frames // chunk_length)
+
+
 def _windows(sequences: Sequences, chunk_length: int) -> int:
-    return sum(-(-len(x) // chunk_length) for x in sequences.inputs)
+    return sum(_windows_in(len(x), chunk_length) for x in sequences.inputs)
 
 
 def _setting_folder(label: str) -> str:
